@@ -1,0 +1,3 @@
+"""neurocl: continual-learning benchmarks with a neuromorphic prototype memory."""
+
+__version__ = "0.1.0"

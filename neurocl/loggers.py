@@ -1,0 +1,33 @@
+"""Loggers: how results reach people. They receive numbers; they compute nothing."""
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger("neurocl")
+
+
+class ConsoleLogger:
+    def log_experience(self, t: int, row: np.ndarray, stats: dict, timing: dict):
+        accs = " ".join(f"{a:.3f}" for a in row)
+        log.info("after experience %d: R[%d] = [%s]  mean seen = %.4f  observe %.1fs  eval %.1fs  %s",
+                 t, t, accs, row[: t + 1].mean(), timing["observe_s"], timing["eval_s"], stats)
+
+    def log_summary(self, results: dict):
+        lines = ["", "accuracy matrix R[t, k] (row: trained through t; column: tested on k)"]
+        R = np.asarray(results["R"])
+        lines.append("      " + " ".join(f"{k:>6d}" for k in range(R.shape[1])))
+        lines += [f"  {t:>3d} " + " ".join(f"{a:6.3f}" for a in row) for t, row in enumerate(R)]
+        lines.append("")
+        width = max(len(k) for k in results["metrics"])
+        lines += [f"  {k:<{width}}  {v:8.4f}" for k, v in results["metrics"].items()]
+        stats = results["memory_stats"]
+        lines.append(f"  {'memory_MB':<{width}}  {stats['memory_bytes'] / 2**20:8.3f}")
+        for k, v in stats.items():
+            if k != "memory_bytes":
+                lines.append(f"  {k:<{width}}  {v:>8}")
+        lines.append(f"  {'wall_s':<{width}}  {results['wall_s']:8.1f}")
+        print("\n".join(lines))
+
+    def close(self):
+        pass

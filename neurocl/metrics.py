@@ -1,0 +1,109 @@
+"""Continual-learning metrics: pure functions of the accuracy matrix R and of predictions.
+
+R[t, k] is the accuracy on experience k's test set after training through
+experience t (t, k = 0..T, T the last). Frameworks disagree on forgetting, so
+both common definitions are here, each named after its source:
+
+- A_last = mean_k R[T, k]
+- Abar (average incremental accuracy) = mean_t ( mean_{k<=t} R[t, k] )
+- forgetting, Chaudhry et al. 2018 = mean_{k<T} ( max_{l<T} R[l, k] - R[T, k] )
+- forgetting, Avalanche = mean_{k<T} ( R[k, k] - R[T, k] )
+- BWT, GEM (Lopez-Paz & Ranzato 2017) = mean_{k<T} ( R[T, k] - R[k, k] )
+- FWT, GEM = mean_{k>0} ( R[k-1, k] - b_k ), b_k = accuracy of the untrained
+  memory on experience k.
+"""
+
+import numpy as np
+
+
+def _square(R) -> np.ndarray:
+    R = np.asarray(R, dtype=float)
+    if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
+        raise ValueError(f"R must be a non-empty square matrix, got shape {R.shape}")
+    return R
+
+
+def accuracy_last(R) -> float:
+    return float(_square(R)[-1].mean())
+
+
+def average_incremental_accuracy(R) -> float:
+    R = _square(R)
+    return float(np.mean([R[t, : t + 1].mean() for t in range(len(R))]))
+
+
+def forgetting_chaudhry(R) -> float:
+    R = _square(R)
+    if len(R) == 1:
+        return 0.0
+    return float((R[:-1, :-1].max(axis=0) - R[-1, :-1]).mean())
+
+
+def forgetting_avalanche(R) -> float:
+    R = _square(R)
+    if len(R) == 1:
+        return 0.0
+    return float((np.diag(R)[:-1] - R[-1, :-1]).mean())
+
+
+def backward_transfer(R) -> float:
+    return -forgetting_avalanche(R)
+
+
+def forward_transfer(R, untrained) -> float:
+    R = _square(R)
+    b = np.asarray(untrained, dtype=float)
+    if b.shape != (len(R),):
+        raise ValueError(f"untrained accuracies must have length {len(R)}, got shape {b.shape}")
+    if len(R) == 1:
+        return 0.0
+    return float(np.mean([R[k - 1, k] - b[k] for k in range(1, len(R))]))
+
+
+def forgetting_matrix(R) -> np.ndarray:
+    """F[t, k] = max_{l<t} R[l, k] - R[t, k] for k < t: Chaudhry forgetting of k after step t; NaN elsewhere."""
+    R = _square(R)
+    F = np.full_like(R, np.nan)
+    for t in range(1, len(R)):
+        F[t, :t] = R[:t, :t].max(axis=0) - R[t, :t]
+    return F
+
+
+def transfer_matrix(R, untrained) -> np.ndarray:
+    """Tr[t, k]: backward transfer R[t, k] - R[k, k] below the diagonal (t > k),
+    forward transfer R[t, k] - b_k on and above it (t <= k)."""
+    R = _square(R)
+    b = np.asarray(untrained, dtype=float)
+    Tr = R - b[None, :]
+    for t in range(len(R)):
+        Tr[t, :t] = R[t, :t] - np.diag(R)[:t]
+    return Tr
+
+
+def accuracy(predicted, targets) -> float:
+    """Share of correct predictions; an abstention (label -1) counts as wrong."""
+    predicted, targets = np.asarray(predicted), np.asarray(targets)
+    return float((predicted == targets).mean()) if len(targets) else float("nan")
+
+
+def per_class_accuracy(predicted, targets, num_classes: int) -> np.ndarray:
+    """Accuracy on the samples of each class; NaN for classes without samples."""
+    predicted, targets = np.asarray(predicted), np.asarray(targets)
+    out = np.full(num_classes, np.nan)
+    for c in range(num_classes):
+        mask = targets == c
+        if mask.any():
+            out[c] = (predicted[mask] == c).mean()
+    return out
+
+
+def summary(R, untrained) -> dict:
+    """Every scalar metric of R, under the names used in results.json."""
+    return {
+        "A_last": accuracy_last(R),
+        "Abar": average_incremental_accuracy(R),
+        "forgetting_chaudhry": forgetting_chaudhry(R),
+        "forgetting_avalanche": forgetting_avalanche(R),
+        "BWT": backward_transfer(R),
+        "FWT": forward_transfer(R, untrained),
+    }

@@ -1,0 +1,113 @@
+"""Streams of experiences, built with Avalanche's benchmark generators.
+
+The experiences are real Avalanche experiences over the encoded features, so
+Avalanche strategies can run on the very same stream; each dataset carries a
+`sample_idx` attribute, which lets our memories take their slice of the
+feature tensors directly instead of iterating the dataset sample by sample.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
+from avalanche.benchmarks.scenarios.task_aware import task_incremental_benchmark
+from avalanche.benchmarks.utils import DataAttribute
+from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
+from torch.utils.data import TensorDataset
+
+from neurocl.errors import ConfigError, DataError
+
+
+@dataclass
+class Experience:
+    index: int
+    classes: list[int]
+    train_idx: torch.Tensor  # rows of the train features/labels
+    test_idx: torch.Tensor   # rows of the test features/labels
+    task_id: int | None      # known at test time in task-incremental streams
+
+
+@dataclass
+class Stream:
+    experiences: list[Experience]
+    task_aware: bool
+    benchmark: object  # the avalanche CLScenario, for Avalanche strategies
+
+    def __len__(self):
+        return len(self.experiences)
+
+
+def avalanche_dataset(features: torch.Tensor, labels: torch.Tensor) -> ClassificationDataset:
+    return ClassificationDataset(
+        [TensorDataset(features, labels)],
+        data_attributes=[DataAttribute(labels.tolist(), "targets"),
+                         DataAttribute(list(range(len(labels))), "sample_idx")],
+    )
+
+
+class ClassIncremental:
+    """Classes arrive in groups of `classes_per_experience`; the task id is not given at test time.
+
+    class_order: null keeps 0..C-1 in order (or a seeded permutation when
+    shuffle_classes is true); a list fixes the order.
+    """
+
+    task_aware = False
+
+    def __init__(self, classes_per_experience: int = 2, class_order: list[int] | None = None,
+                 shuffle_classes: bool = False, seed: int = 0):
+        if not isinstance(classes_per_experience, int) or classes_per_experience < 1:
+            raise ConfigError("scenario.classes_per_experience", classes_per_experience,
+                              "must be a positive integer", "set scenario.classes_per_experience=2")
+        if class_order is not None and shuffle_classes:
+            raise ConfigError("scenario.shuffle_classes", shuffle_classes, "a fixed class_order cannot be shuffled",
+                              "set scenario.class_order=null or scenario.shuffle_classes=false")
+        self.classes_per_experience = classes_per_experience
+        self.class_order = None if class_order is None else [int(c) for c in class_order]
+        self.shuffle_classes, self.seed = shuffle_classes, seed
+
+    def _order(self, num_classes: int) -> list[int]:
+        if self.class_order is not None:
+            if sorted(self.class_order) != list(range(num_classes)):
+                raise ConfigError("scenario.class_order", self.class_order,
+                                  f"must be a permutation of 0..{num_classes - 1}", "list every class once, or use null")
+            return self.class_order
+        if num_classes % self.classes_per_experience:
+            raise ConfigError("scenario.classes_per_experience", self.classes_per_experience,
+                              f"does not divide the {num_classes} classes of the dataset",
+                              f"choose a divisor of {num_classes}")
+        if self.shuffle_classes:
+            return torch.randperm(num_classes, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        return list(range(num_classes))
+
+    def build(self, train_features, train_labels, test_features, test_labels, num_classes: int) -> Stream:
+        order = self._order(num_classes)
+        if len(order) % self.classes_per_experience:
+            raise ConfigError("scenario.classes_per_experience", self.classes_per_experience,
+                              f"does not divide the {len(order)} classes of class_order", "choose a divisor")
+        for name, labels in (("train", train_labels), ("test", test_labels)):
+            missing = sorted(set(range(num_classes)) - set(labels.unique().tolist()))
+            if missing:
+                raise DataError(f"the {name} split has no samples of classes {missing}. "
+                                "Fix: use a larger subset (dataset.train_size / dataset.test_size) or the full data.")
+        benchmark = class_incremental_benchmark(
+            {"train": avalanche_dataset(train_features, train_labels),
+             "test": avalanche_dataset(test_features, test_labels)},
+            class_order=order, num_experiences=len(order) // self.classes_per_experience)
+        if self.task_aware:
+            benchmark = task_incremental_benchmark(benchmark)
+        experiences = []
+        for t, (train_exp, test_exp) in enumerate(zip(benchmark.train_stream, benchmark.test_stream)):
+            experiences.append(Experience(
+                index=t, classes=sorted(train_exp.classes_in_this_experience),
+                train_idx=torch.as_tensor(list(train_exp.dataset.sample_idx)).sort().values,
+                test_idx=torch.as_tensor(list(test_exp.dataset.sample_idx)).sort().values,
+                task_id=train_exp.task_label if self.task_aware else None))
+        return Stream(experiences, self.task_aware, benchmark)
+
+
+class TaskIncremental(ClassIncremental):
+    """As class-incremental, but the task id (experience index) is known at test time,
+    so a prediction chooses only among the classes of that task."""
+
+    task_aware = True
