@@ -10,31 +10,46 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from neurocl import plots
 from neurocl.driver import Features, run_stream
 from neurocl.encoders import FeatureCache
+from neurocl.errors import NeuroclError
 from neurocl.io import write_json
 from neurocl.runtime import seed_everything
 
 log = logging.getLogger("neurocl")
 
 
+def build(node: DictConfig, **kwargs):
+    """instantiate(), but our own errors reach the user as they are, not wrapped by Hydra."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, NeuroclError):
+            raise e.__cause__ from None
+        raise
+
+
 def execute(cfg: DictConfig, output_dir: Path) -> dict:
     """One run; writes results.json and accuracy_matrix.png into `output_dir`."""
     start = time.perf_counter()
     seed_everything(cfg.seed)
-    splits = instantiate(cfg.dataset).load()
-    encoder = instantiate(cfg.encoder)
+    # Build everything before encoding, so that a bad value fails in seconds, not after minutes.
+    splits = build(cfg.dataset).load()
+    encoder = build(cfg.encoder)
+    scenario = build(cfg.scenario)
+    scenario.class_sequence(splits.num_classes)
+    memory = build(cfg.memory, dim=encoder.dim, num_classes=splits.num_classes)
+    logger = build(cfg.logger)
     cache = FeatureCache(cfg.paths.cache_dir, enabled=cfg.cache.enabled)
     train = Features(cache.features(encoder, splits.train, splits.name, "train"), splits.train.labels)
     test = Features(cache.features(encoder, splits.test, splits.name, "test"), splits.test.labels)
     encode_s = time.perf_counter() - start
-    stream = instantiate(cfg.scenario).build(train.x, train.y, test.x, test.y, splits.num_classes)
-    memory = instantiate(cfg.memory, dim=encoder.dim, num_classes=splits.num_classes)
-    logger = instantiate(cfg.logger)
+    stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)
     results = run_stream(stream, memory, train, test, splits.num_classes, logger, seed=cfg.seed,
                          observe_batch_size=cfg.observe_batch_size, eval_batch_size=cfg.eval_batch_size)
     results.update(config=OmegaConf.to_container(cfg, resolve=True), encode_s=encode_s,

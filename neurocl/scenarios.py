@@ -9,10 +9,6 @@ feature tensors directly instead of iterating the dataset sample by sample.
 from dataclasses import dataclass
 
 import torch
-from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
-from avalanche.benchmarks.scenarios.task_aware import task_incremental_benchmark
-from avalanche.benchmarks.utils import DataAttribute
-from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
 from torch.utils.data import TensorDataset
 
 from neurocl.errors import ConfigError, DataError
@@ -37,7 +33,11 @@ class Stream:
         return len(self.experiences)
 
 
-def avalanche_dataset(features: torch.Tensor, labels: torch.Tensor) -> ClassificationDataset:
+def avalanche_dataset(features: torch.Tensor, labels: torch.Tensor):
+    # Avalanche takes seconds to import: only when a stream is built.
+    from avalanche.benchmarks.utils import DataAttribute
+    from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
+
     return ClassificationDataset(
         [TensorDataset(features, labels)],
         data_attributes=[DataAttribute(labels.tolist(), "targets"),
@@ -66,25 +66,28 @@ class ClassIncremental:
         self.class_order = None if class_order is None else [int(c) for c in class_order]
         self.shuffle_classes, self.seed = shuffle_classes, seed
 
-    def _order(self, num_classes: int) -> list[int]:
+    def class_sequence(self, num_classes: int) -> list[int]:
+        """The class order of the stream; raises ConfigError if it cannot be split as configured."""
         if self.class_order is not None:
             if sorted(self.class_order) != list(range(num_classes)):
                 raise ConfigError("scenario.class_order", self.class_order,
                                   f"must be a permutation of 0..{num_classes - 1}", "list every class once, or use null")
-            return self.class_order
+            order = self.class_order
+        elif self.shuffle_classes:
+            order = torch.randperm(num_classes, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        else:
+            order = list(range(num_classes))
         if num_classes % self.classes_per_experience:
             raise ConfigError("scenario.classes_per_experience", self.classes_per_experience,
                               f"does not divide the {num_classes} classes of the dataset",
                               f"choose a divisor of {num_classes}")
-        if self.shuffle_classes:
-            return torch.randperm(num_classes, generator=torch.Generator().manual_seed(self.seed)).tolist()
-        return list(range(num_classes))
+        return order
 
     def build(self, train_features, train_labels, test_features, test_labels, num_classes: int) -> Stream:
-        order = self._order(num_classes)
-        if len(order) % self.classes_per_experience:
-            raise ConfigError("scenario.classes_per_experience", self.classes_per_experience,
-                              f"does not divide the {len(order)} classes of class_order", "choose a divisor")
+        from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
+        from avalanche.benchmarks.scenarios.task_aware import task_incremental_benchmark
+
+        order = self.class_sequence(num_classes)
         for name, labels in (("train", train_labels), ("test", test_labels)):
             missing = sorted(set(range(num_classes)) - set(labels.unique().tolist()))
             if missing:
@@ -99,7 +102,7 @@ class ClassIncremental:
         experiences = []
         for t, (train_exp, test_exp) in enumerate(zip(benchmark.train_stream, benchmark.test_stream)):
             experiences.append(Experience(
-                index=t, classes=sorted(train_exp.classes_in_this_experience),
+                index=t, classes=sorted(train_exp.dataset.targets.uniques),
                 train_idx=torch.as_tensor(list(train_exp.dataset.sample_idx)).sort().values,
                 test_idx=torch.as_tensor(list(test_exp.dataset.sample_idx)).sort().values,
                 task_id=train_exp.task_label if self.task_aware else None))

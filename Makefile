@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` (the default experiment) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FMNIST ?= /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data run test bench clean
+
+setup: $(STAMP) data
+
+# Reinstalls only when pyproject.toml changes. Plain pip: it finds the local torch wheels.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+data:
+	@if [ -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "Fashion-MNIST is not in $(FMNIST) and cannot be installed here (needs root and apt-get)."; \
+		echo "Install it with: sudo apt-get install dataset-fashion-mnist"; \
+		echo "or download the four *-ubyte.gz idx files from the Fashion-MNIST project"; \
+		echo "and run with dataset.root=/path/to/them. The tests do not need it."; \
+	fi
+
+run: setup
+	$(PY) -m neurocl.run
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/stream_loop.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

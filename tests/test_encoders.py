@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from neurocl.data import Digits
+from neurocl.data.base import ImageSplit
+from neurocl.encoders import EfficientNetLite0, FeatureCache, Pixels
+from neurocl.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return Digits().load()
+
+
+def pixels():
+    return Pixels(image_shape=[1, 8, 8])
+
+
+def test_pixels_are_unit_norm(digits):
+    f = pixels().encode(digits.train.images[:10])
+    assert f.shape == (10, 64) and torch.allclose(f.norm(dim=1), torch.ones(10))
+    assert Pixels([1, 8, 8], resolution=4).encode(digits.train.images[:2]).shape == (2, 16)
+
+
+def test_efficientnet_lite0_real_weights():
+    encoder = EfficientNetLite0(resolution=32, batch_size=4, device="cpu")
+    grey = torch.rand(3, 1, 28, 28)
+    f = encoder.encode(grey)
+    assert f.shape == (3, 1280) and torch.allclose(f.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(f, encoder.encode(grey.expand(-1, 3, -1, -1)), atol=1e-5)  # grey == copied RGB
+    assert not torch.allclose(f[0], f[1])
+    assert len(encoder.cache_key()["weights_sha256"]) == 64
+    with pytest.raises(DataError, match="weights not found"):
+        EfficientNetLite0(weights="/nonexistent.pth")
+
+
+def test_cache_miss_then_hit(tmp_path, digits):
+    cache = FeatureCache(tmp_path)
+    first = cache.features(pixels(), digits.train, "digits", "train")
+    second = cache.features(pixels(), digits.train, "digits", "train")
+    assert (cache.misses, cache.hits) == (1, 1) and torch.equal(first, second)
+    # other data or other preprocessing: another entry, never the old one
+    cache.features(pixels(), digits.test, "digits", "train")
+    cache.features(Pixels([1, 8, 8], normalize=False), digits.train, "digits", "train")
+    assert cache.misses == 3 and len(list(tmp_path.glob("*.npy"))) == 3
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "meta", "shape", "no_meta"])
+def test_cache_corruption_is_detected_kept_and_rebuilt(tmp_path, digits, damage, caplog):
+    cache = FeatureCache(tmp_path)
+    good = cache.features(pixels(), digits.train, "digits", "train")
+    data_path, meta_path = cache.paths(cache.key(pixels(), digits.train, "digits", "train"))
+    if damage == "truncate":
+        data_path.write_bytes(data_path.read_bytes()[:1000])
+    elif damage == "flip":
+        raw = bytearray(data_path.read_bytes())
+        raw[-5] ^= 0xFF
+        data_path.write_bytes(bytes(raw))
+    elif damage == "meta":
+        meta_path.write_text("{not json")
+    elif damage == "shape":
+        meta = json.loads(meta_path.read_text())
+        meta["shape"] = [5, 64]
+        meta_path.write_text(json.dumps(meta))
+    else:
+        meta_path.unlink()
+    again = cache.features(pixels(), digits.train, "digits", "train")
+    assert torch.equal(again, good) and cache.misses == 2 and cache.hits == 0
+    assert "unusable" in caplog.text and "Moved it aside" in caplog.text
+    assert list(tmp_path.glob("*.corrupt"))  # nothing lost: the damaged entry is kept aside
+    assert cache.features(pixels(), digits.train, "digits", "train") is not None and cache.hits == 1
+
+
+def test_nan_images_and_features_are_refused(digits):
+    images = digits.train.images[:4].clone()
+    images[2, 0, 3, 3] = float("nan")
+    with pytest.raises(DataError, match="NaN or inf in 1 of 4 rows"):
+        ImageSplit(images, digits.train.labels[:4])
+
+    class Broken(Pixels):
+        def encode(self, images):
+            out = super().encode(images)
+            out[0, 0] = float("inf")
+            return out
+
+    with pytest.raises(DataError, match="features from encoder pixels"):
+        FeatureCache(None).features(Broken([1, 8, 8]), digits.train, "digits", "train")

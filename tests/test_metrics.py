@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from neurocl import metrics
+
+# Hand-made: 3 experiences, experience 0 is forgotten, 1 peaks before the end.
+R = np.array([
+    [0.9, 0.1, 0.0],
+    [0.6, 0.8, 0.2],
+    [0.5, 0.7, 0.9],
+])
+b = np.array([0.0, 0.05, 0.1])
+
+
+def test_accuracies():
+    assert metrics.accuracy_last(R) == pytest.approx((0.5 + 0.7 + 0.9) / 3)
+    assert metrics.average_incremental_accuracy(R) == pytest.approx((0.9 + 0.7 + 0.7) / 3)
+
+
+def test_forgetting_definitions_differ_when_the_peak_is_not_the_diagonal():
+    R2 = R.copy()
+    R2[1, 0] = 0.95  # experience 0 peaks after its own training
+    # Chaudhry: max over l < T of R[l, k] minus R[T, k]
+    assert metrics.forgetting_chaudhry(R2) == pytest.approx(((0.95 - 0.5) + (0.8 - 0.7)) / 2)
+    # Avalanche: R[k, k] minus R[T, k]
+    assert metrics.forgetting_avalanche(R2) == pytest.approx(((0.9 - 0.5) + (0.8 - 0.7)) / 2)
+
+
+def test_bwt_is_negative_when_forgetting_and_fwt_uses_untrained_accuracy():
+    assert metrics.backward_transfer(R) == pytest.approx(((0.5 - 0.9) + (0.7 - 0.8)) / 2)
+    assert metrics.backward_transfer(R) < 0
+    assert metrics.forward_transfer(R, b) == pytest.approx(((0.1 - 0.05) + (0.2 - 0.1)) / 2)
+    assert metrics.forward_transfer(R, [0.0, 0.5, 0.5]) < 0
+
+
+def test_matrices():
+    F = metrics.forgetting_matrix(R)
+    assert np.isnan(F[0]).all() and np.isnan(F[1, 1:]).all()
+    assert F[2, 0] == pytest.approx(0.4) and F[2, 1] == pytest.approx(0.1) and F[1, 0] == pytest.approx(0.3)
+    Tr = metrics.transfer_matrix(R, b)
+    assert Tr[2, 0] == pytest.approx(0.5 - 0.9)  # backward, below the diagonal
+    assert Tr[0, 2] == pytest.approx(0.0 - 0.1)  # forward, above it
+    assert Tr[1, 1] == pytest.approx(0.8 - 0.05)
+
+
+def test_single_experience_and_bad_shapes():
+    assert metrics.forgetting_chaudhry([[0.7]]) == 0.0 and metrics.forward_transfer([[0.7]], [0.1]) == 0.0
+    with pytest.raises(ValueError, match="square"):
+        metrics.accuracy_last(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="length 3"):
+        metrics.forward_transfer(R, [0.0])
+
+
+def test_per_class_accuracy_and_abstentions_count_as_wrong():
+    predicted = np.array([0, 0, 1, -1, 2])
+    targets = np.array([0, 1, 1, 1, 0])
+    assert metrics.accuracy(predicted, targets) == pytest.approx(2 / 5)
+    per_class = metrics.per_class_accuracy(predicted, targets, 4)
+    assert per_class[0] == pytest.approx(0.5) and per_class[1] == pytest.approx(1 / 3)
+    assert np.isnan(per_class[2]) and np.isnan(per_class[3])

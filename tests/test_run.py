@@ -1,0 +1,94 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+
+from conftest import CONF, ROOT, compose
+from neurocl.errors import ConfigError, DataError
+from neurocl.run import execute
+
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_experiment_preset_composes(preset):
+    cfg = compose(f"experiment={preset}")
+    for group in ("dataset", "scenario", "encoder", "memory", "neuron", "logger"):
+        assert "_target_" in cfg[group], group
+
+
+def test_default_config_is_the_documented_protocol():
+    cfg = compose()
+    assert cfg.dataset._target_.endswith("FashionMNIST") and cfg.dataset.train_size is None
+    assert cfg.encoder._target_.endswith("EfficientNetLite0") and cfg.encoder.resolution == 64
+    assert cfg.memory._target_.endswith("PrototypeMemory") and cfg.scenario.classes_per_experience == 2
+    instantiate(cfg.neuron)  # the neuron group builds real Norse parameters
+
+
+@pytest.mark.parametrize("memory", ["prototypes", "ncm"])
+def test_end_to_end_on_digits(tmp_path, memory):
+    cfg = compose("experiment=digits_quick", f"memory={memory}", f"paths.cache_dir={tmp_path / 'cache'}")
+    results = execute(cfg, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    R = np.array(saved["R"])
+    assert R.shape == (5, 5) and np.allclose(np.triu(R, 1), 0)  # unseen classes: untrained memory abstains
+    assert saved["metrics"]["A_last"] == pytest.approx(R[-1].mean())
+    assert saved["metrics"]["A_last"] > 0.8
+    assert saved["config"]["memory"]["_target_"] == cfg.memory._target_
+    assert len(saved["timings"]) == 5 and saved["memory_stats"]["memory_bytes"] > 0
+    assert (tmp_path / "out" / "accuracy_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert results["feature_cache"] == {"hits": 0, "misses": 2}
+    again = execute(cfg, tmp_path / "out2")
+    assert again["feature_cache"] == {"hits": 2, "misses": 0}
+    assert np.array_equal(again["R"], results["R"])  # same seed, same matrix
+
+
+def test_task_incremental_run(tmp_path):
+    cfg = compose("experiment=digits_quick", "scenario=task_incremental", "memory=ncm", "cache.enabled=false")
+    results = execute(cfg, tmp_path)
+    assert results["metrics"]["A_last"] > 0.95  # choosing between two known classes is easy
+
+
+def test_fashion_mnist_run_on_tiny_idx_files(tmp_path, fmnist_dir):
+    cfg = compose(f"dataset.root={fmnist_dir}", "encoder=pixels", "memory=ncm", "cache.enabled=false")
+    results = execute(cfg, tmp_path)
+    assert results["metrics"]["A_last"] == 1.0  # the fixture's classes are separable
+
+
+def test_bad_values_fail_before_anything_is_written(tmp_path, fmnist_dir):
+    cases = [
+        (["scenario.classes_per_experience=3"], ConfigError, "does not divide the 10 classes"),
+        (["memory.similarity_threshold=1.5"], ConfigError, r"\[-1, 1\]"),
+        (["dataset.train_size=-3"], ConfigError, "positive integer"),
+        (["dataset.root=/nonexistent"], DataError, "dataset-fashion-mnist"),
+    ]
+    for overrides, error, message in cases:
+        base = [f"dataset.root={fmnist_dir}"] if "dataset.root=/nonexistent" not in overrides else []
+        cfg = compose(*base, "encoder=pixels", "cache.enabled=false", *overrides)
+        with pytest.raises(error, match=message):
+            execute(cfg, tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+
+
+def test_unknown_options_are_named():
+    with pytest.raises(ConfigCompositionException, match="memory/nosuch"):
+        compose("memory=nosuch")
+    with pytest.raises(ConfigCompositionException, match="nosuchkey"):
+        compose("memory.nosuchkey=1")
+
+
+def test_command_line(tmp_path):
+    env = {**os.environ, "NEUROCL_CACHE_DIR": str(tmp_path / "cache")}
+    ok = subprocess.run([sys.executable, "-m", "neurocl.run", "experiment=digits_quick",
+                         f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "A_last" in ok.stdout and (tmp_path / "run" / "results.json").exists()
+    bad = subprocess.run([sys.executable, "-m", "neurocl.run", "memory=nosuch"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "Could not find 'memory/nosuch'" in bad.stderr
+    assert "Available options" in bad.stderr
