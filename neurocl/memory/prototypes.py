@@ -55,38 +55,53 @@ class PrototypeMemory:
         self.index.init_index(max_elements=capacity, M=self.hnsw["M"],
                               ef_construction=self.hnsw["ef_construction"], random_seed=self.hnsw["seed"])
         self.index.set_ef(max(self.hnsw["ef_search"], self.top_k))
-        self.index.set_num_threads(1)  # single-item calls: threads only add overhead
 
-    def _found(self, x: np.ndarray, label: int):
-        if self.count == self.index.get_max_elements():
-            capacity = min(2 * self.count, self.max_prototypes)
-            self.index.resize_index(capacity)
-            self._vectors = np.resize(self._vectors, (capacity, self.dim))
-            self._label_counts = np.resize(self._label_counts, (capacity, self.num_classes))
-        self.index.add_items(x[None], [self.count])
-        self._vectors[self.count] = x
-        self._label_counts[self.count] = 0
-        self._label_counts[self.count, label] = 1
-        self.count += 1
+    def _ensure_capacity(self, needed: int):
+        if needed <= len(self._vectors):
+            return
+        capacity = min(max(2 * len(self._vectors), needed), self.max_prototypes)
+        self.index.resize_index(capacity)
+        self._vectors = np.resize(self._vectors, (capacity, self.dim))
+        self._label_counts = np.resize(self._label_counts, (capacity, self.num_classes))
 
     def observe(self, features, labels, experience: int = 0):
+        """One pass over the batch, in order.
+
+        The index is searched once for the whole batch and brought up to date
+        at its end; prototypes founded within the batch are searched exactly,
+        so a batch behaves like a sequence (up to the index's view of the
+        EMA moves of older prototypes within the batch).
+        """
         check_batch(features, self.dim, labels, self.num_classes)
         xs = torch.nn.functional.normalize(features.float(), dim=1).numpy()
-        for x, label in zip(xs, labels.tolist()):
-            if self.count == 0:
-                self._found(x, label)
-                continue
-            ids, distances = self.index.knn_query(x[None], k=1)
-            nearest, similarity = int(ids[0, 0]), 1.0 - float(distances[0, 0])
-            if similarity >= self.threshold or self.count >= self.max_prototypes:
-                p = (1 - self.momentum) * self.vectors[nearest] + self.momentum * x
-                p /= np.linalg.norm(p)
-                self.vectors[nearest] = p
-                self.index.add_items(p[None], [nearest])  # same id: hnswlib updates in place
-                self.label_counts[nearest, label] += 1
+        if self.count:
+            ids, distances = self.index.knn_query(xs, k=1, num_threads=-1)
+            nearest, similarity = ids[:, 0].astype(np.int64), 1.0 - distances[:, 0]
+        else:
+            nearest, similarity = np.full(len(xs), -1), np.full(len(xs), -np.inf, np.float32)
+        first_new, touched = self.count, set()
+        self._ensure_capacity(min(self.count + len(xs), self.max_prototypes))
+        for x, label, j, s in zip(xs, labels.tolist(), nearest.tolist(), similarity.tolist()):
+            if self.count > first_new:  # prototypes founded in this batch are not indexed yet
+                fresh = self._vectors[first_new:self.count] @ x
+                best = int(fresh.argmax())
+                if fresh[best] > s:
+                    j, s = first_new + best, float(fresh[best])
+            if s >= self.threshold or self.count >= self.max_prototypes:
+                p = (1 - self.momentum) * self._vectors[j] + self.momentum * x
+                self._vectors[j] = p / np.linalg.norm(p)
+                self._label_counts[j, label] += 1
                 self.updates += 1
+                touched.add(j)
             else:
-                self._found(x, label)
+                self._vectors[self.count] = x
+                self._label_counts[self.count] = 0
+                self._label_counts[self.count, label] = 1
+                self.count += 1
+        moved = np.array(sorted(j for j in touched if j < first_new), dtype=np.int64)
+        changed = np.concatenate([moved, np.arange(first_new, self.count)])
+        if len(changed):  # an existing id is updated in place by hnswlib
+            self.index.add_items(self._vectors[changed], changed, num_threads=-1)
 
     def predict(self, features) -> Prediction:
         check_batch(features, self.dim)
