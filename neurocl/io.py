@@ -1,6 +1,7 @@
 """Atomic writes: a crash mid-write never leaves a truncated results or cache file."""
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -23,20 +24,23 @@ def atomic_path(path):
 
 
 def write_json(path, obj):
+    """Strict JSON: tensors and arrays become lists, NaN and inf become null."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_to_builtin) + "\n")
+        tmp.write_text(json.dumps(to_builtin(obj), indent=2, allow_nan=False) + "\n")
 
 
-def _to_builtin(obj):
+def to_builtin(obj):
     import numpy as np
     import torch
 
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
+    if isinstance(obj, dict):
+        return {str(k): to_builtin(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_builtin(v) for v in obj]
+    if isinstance(obj, (torch.Tensor, np.ndarray, np.generic)):
+        return to_builtin(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+    return obj

@@ -92,3 +92,16 @@ def test_command_line(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "Could not find 'memory/nosuch'" in bad.stderr
     assert "Available options" in bad.stderr
+
+
+def test_results_are_strict_json_and_writes_are_atomic(tmp_path):
+    from neurocl.io import atomic_path, write_json
+
+    write_json(tmp_path / "r.json", {"a": np.array([1.0, np.nan]), "b": float("inf")})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": [1.0, None], "b": None}
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "r.json") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert json.loads((tmp_path / "r.json").read_text())["a"] == [1.0, None]  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

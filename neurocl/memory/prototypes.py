@@ -20,7 +20,7 @@ from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
 class PrototypeMemory:
     def __init__(self, dim: int, num_classes: int, similarity_threshold: float = 0.85,
                  momentum: float = 0.1, max_prototypes: int = 5000, top_k: int = 10,
-                 temperature: float = 0.1, hnsw_m: int = 16, ef_construction: int = 200,
+                 temperature: float = 0.1, hnsw_m: int = 16, ef_construction: int = 64,
                  ef_search: int = 64, seed: int = 0):
         if not -1 <= similarity_threshold <= 1:
             raise ConfigError("memory.similarity_threshold", similarity_threshold,
@@ -101,7 +101,7 @@ class PrototypeMemory:
         moved = np.array(sorted(j for j in touched if j < first_new), dtype=np.int64)
         changed = np.concatenate([moved, np.arange(first_new, self.count)])
         if len(changed):  # an existing id is updated in place by hnswlib
-            self.index.add_items(self._vectors[changed], changed, num_threads=-1)
+            self.index.add_items(self._vectors[changed], changed, num_threads=1)  # threaded inserts are not reproducible
 
     def predict(self, features) -> Prediction:
         check_batch(features, self.dim)
