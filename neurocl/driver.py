@@ -51,7 +51,7 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
         start = time.perf_counter()
         for i in tqdm(range(0, len(order), observe_batch_size), desc=f"observe {t}", unit="batch", leave=False):
             rows = order[i:i + observe_batch_size]
-            memory.observe(train.x[rows], train.y[rows], t)
+            memory.observe(train.x[rows], train.y[rows], t, ids=rows)
         observe_s = time.perf_counter() - start
         start = time.perf_counter()
         results = evaluate_all()

@@ -25,3 +25,22 @@ def accuracy_matrix(R, path, title: str = ""):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def prototype_map(points, labels, counts, path, class_names=None, title: str = ""):
+    """Prototypes in 2-D, coloured by majority label, area by count."""
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    sizes = 4 + 60 * np.sqrt(counts / max(counts.max(), 1))
+    scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, s=sizes, cmap="tab10", vmin=-0.5, vmax=9.5,
+                         alpha=0.6, linewidths=0)
+    names = class_names or [str(c) for c in range(int(labels.max()) + 1)]
+    handles = [plt.Line2D([], [], marker="o", ls="", color=scatter.cmap(scatter.norm(c)), label=names[c])
+               for c in np.unique(labels)]
+    ax.legend(handles=handles, fontsize=7, loc="best", title="majority label", title_fontsize=7)
+    ax.set_title(title or f"{len(points)} prototypes (PCA of the conditioned space)", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

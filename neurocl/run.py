@@ -19,6 +19,8 @@ from neurocl.driver import Features, run_stream
 from neurocl.encoders import FeatureCache
 from neurocl.errors import NeuroclError
 from neurocl.io import write_json
+from neurocl.memory import PrototypeMemory
+from neurocl.memory.analyzer import PrototypeAnalyzer
 from neurocl.runtime import seed_everything
 
 log = logging.getLogger("neurocl")
@@ -55,6 +57,10 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     results.update(config=OmegaConf.to_container(cfg, resolve=True), encode_s=encode_s,
                    feature_cache={"hits": cache.hits, "misses": cache.misses},
                    wall_s=time.perf_counter() - start)
+    if isinstance(memory, PrototypeMemory):
+        analyzer = PrototypeAnalyzer(memory.store, observed_samples=len(train.y))
+        results["prototype_stats"] = analyzer.stats()
+        plots.prototype_map(*analyzer.map_2d(), output_dir / "prototype_map.png", splits.class_names)
     write_json(output_dir / "results.json", results)
     plots.accuracy_matrix(results["R"], output_dir / "accuracy_matrix.png",
                           f"{splits.name} / {cfg.memory._target_.rsplit('.', 1)[-1]}: "

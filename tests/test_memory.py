@@ -15,7 +15,8 @@ def clusters(num_classes=4, per_class=30, dim=16, spread=0.05, seed=0):
     return x, y
 
 
-@pytest.mark.parametrize("make", [lambda: NCM(16, 4), lambda: PrototypeMemory(16, 4, similarity_threshold=0.9)])
+@pytest.mark.parametrize("make", [lambda: NCM(16, 4), lambda: PrototypeMemory(16, 4, similarity_threshold=0.9),
+                                  lambda: PrototypeMemory(16, 4, conditioning="none", backend="exact")])
 def test_learns_separable_classes_and_abstains_before_training(make):
     memory = make()
     x, y = clusters()
@@ -29,36 +30,6 @@ def test_learns_separable_classes_and_abstains_before_training(make):
     assert (memory.predict(x).labels == y).float().mean() == 1.0
 
 
-def test_prototypes_found_and_update_by_threshold():
-    x, y = clusters(num_classes=3, spread=0.01)
-    tight = PrototypeMemory(16, 3, similarity_threshold=0.95)
-    tight.observe(x, y)
-    assert tight.count == 3 and tight.updates == len(x) - 3  # one prototype per tight cluster
-    assert (tight.label_counts.sum(axis=1) == 30).all() and (tight.label_counts.max(axis=1) == 30).all()
-    everything = PrototypeMemory(16, 3, similarity_threshold=-1.0)
-    everything.observe(x, y)
-    assert everything.count == 1 and everything.label_counts.sum() == len(x)  # labels counted, not owned
-    capped = PrototypeMemory(16, 3, similarity_threshold=1.0, max_prototypes=5)
-    capped.observe(x, y)
-    assert capped.count == 5
-
-
-def test_prototype_index_grows_beyond_initial_capacity():
-    x = torch.randn(1500, 8)
-    memory = PrototypeMemory(8, 2, similarity_threshold=0.999)
-    memory.observe(x, torch.zeros(1500, dtype=torch.long))
-    assert memory.count == 1500 and memory.index.get_current_count() == 1500
-    ids = memory.predict(x[:50]).evidence["prototype_ids"]
-    assert (ids[:, 0] == torch.arange(50)).all()  # each sample's own prototype is nearest
-
-
-def test_ema_update_moves_prototype_towards_sample():
-    memory = PrototypeMemory(2, 1, similarity_threshold=0.0, momentum=0.5)
-    memory.observe(torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
-    memory.observe(torch.tensor([[0.0, 1.0]]), torch.tensor([0]))
-    assert np.allclose(memory.vectors[0], [2 ** -0.5, 2 ** -0.5], atol=1e-6)
-
-
 @pytest.mark.parametrize("cls", [NCM, PrototypeMemory])
 def test_state_dict_round_trip(cls):
     x, y = clusters()
@@ -69,6 +40,8 @@ def test_state_dict_round_trip(cls):
     pa, pb = a.predict(x), b.predict(x)
     assert torch.equal(pa.labels, pb.labels) and torch.allclose(pa.scores, pb.scores)
     assert a.stats() == b.stats()
+    a.observe(x[:3] * -1, y[:3])  # the copy is independent
+    assert not torch.equal(a.predict(x).scores, b.predict(x).scores)
 
 
 def test_task_aware_prediction_masks_other_classes():
@@ -94,7 +67,11 @@ def test_bad_input(cls):
 
 @pytest.mark.parametrize("kwargs,key", [({"similarity_threshold": 1.5}, "similarity_threshold"),
                                         ({"momentum": 0.0}, "momentum"), ({"top_k": 0}, "top_k"),
-                                        ({"temperature": -1.0}, "temperature")])
+                                        ({"temperature": -1.0}, "temperature"), ({"max_prototypes": 0}, "max_prototypes"),
+                                        ({"conditioning": "zca"}, "conditioning"), ({"backend": "annoy"}, "backend"),
+                                        ({"backend_options": {"efc": 3}}, "backend_options"),
+                                        ({"over_budget": "drop"}, "over_budget"),
+                                        ({"projection_dim": 99}, "projection_dim")])
 def test_prototype_config_is_validated(kwargs, key):
     with pytest.raises(ConfigError, match=f"memory.{key}"):
         PrototypeMemory(4, 2, **kwargs)

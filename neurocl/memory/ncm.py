@@ -12,7 +12,7 @@ class NCM:
         self.sums = torch.zeros(num_classes, dim, dtype=torch.float64)
         self.counts = torch.zeros(num_classes, dtype=torch.long)
 
-    def observe(self, features, labels, experience: int = 0):
+    def observe(self, features, labels, experience: int = 0, ids=None):
         check_batch(features, self.dim, labels, self.num_classes)
         self.sums.index_add_(0, labels, features.double())
         self.counts += torch.bincount(labels, minlength=self.num_classes)

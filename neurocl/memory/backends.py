@@ -1,0 +1,162 @@
+"""Nearest-prototype search behind one interface: hnswlib (default), exact, faiss.
+
+Vectors are unit norm and similarity is the inner product (cosine). Ids are
+the store's slot numbers; a removed id may be added again later.
+"""
+
+import numpy as np
+import torch
+
+from neurocl.errors import ConfigError
+
+
+class ExactBackend:
+    """Brute force: one matmul and a top-k. On a GPU it beats any index up to about a million vectors."""
+
+    def __init__(self, dim: int, device: str = "cpu", seed: int = 0):
+        self.dim, self.device = dim, torch.device(device)
+        self.vectors = torch.zeros(0, dim, device=self.device)
+        self.active = torch.zeros(0, dtype=torch.bool, device=self.device)
+
+    def _grow(self, size: int):
+        if size > len(self.active):
+            extra = size - len(self.active)
+            self.vectors = torch.cat([self.vectors, torch.zeros(extra, self.dim, device=self.device)])
+            self.active = torch.cat([self.active, torch.zeros(extra, dtype=torch.bool, device=self.device)])
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray):
+        if len(ids):
+            self._grow(int(ids.max()) + 1)
+            idx = torch.as_tensor(ids, device=self.device)
+            self.vectors[idx] = torch.as_tensor(vectors, device=self.device, dtype=torch.float32)
+            self.active[idx] = True
+
+    def remove(self, ids: np.ndarray):
+        if len(ids):
+            self.active[torch.as_tensor(ids, device=self.device)] = False
+
+    def rebuild(self, ids: np.ndarray, vectors: np.ndarray):
+        self.vectors = torch.zeros(0, self.dim, device=self.device)
+        self.active = torch.zeros(0, dtype=torch.bool, device=self.device)
+        self.upsert(ids, vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+        sims = torch.as_tensor(queries, device=self.device, dtype=torch.float32) @ self.vectors.T
+        sims[:, ~self.active] = float("-inf")
+        values, ids = sims.topk(k, dim=1)
+        return ids.cpu().numpy(), values.cpu().numpy()
+
+    def __len__(self):
+        return int(self.active.sum())
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * (4 * self.dim + 1)
+
+
+class HnswBackend:
+    """hnswlib HNSW graph, space "ip". ef_search is raised to k when k is larger."""
+
+    def __init__(self, dim: int, M: int = 16, ef_construction: int = 100, ef_search: int = 64, seed: int = 0):
+        self.dim, self.M, self.ef_construction, self.ef_search, self.seed = dim, M, ef_construction, ef_search, seed
+        self.rebuild(np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
+
+    def rebuild(self, ids: np.ndarray, vectors: np.ndarray):
+        import hnswlib
+
+        self.index = hnswlib.Index(space="ip", dim=self.dim)
+        self.index.init_index(max_elements=max(1024, 2 * len(ids)), M=self.M,
+                              ef_construction=self.ef_construction, random_seed=self.seed)
+        self.removed: set[int] = set()
+        self.upsert(ids, vectors)
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray):
+        if not len(ids):
+            return
+        needed = self.index.get_current_count() + len(ids)
+        if needed > self.index.get_max_elements():
+            self.index.resize_index(2 * needed)
+        # A removed id added again is unmarked and updated in place by hnswlib.
+        self.index.add_items(np.asarray(vectors, np.float32), np.asarray(ids), num_threads=1)  # threaded inserts are not reproducible
+        self.removed -= set(int(i) for i in ids)
+
+    def remove(self, ids: np.ndarray):
+        for i in ids:
+            self.index.mark_deleted(int(i))
+        self.removed |= set(int(i) for i in ids)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+        self.index.set_ef(max(self.ef_search, k))
+        ids, distances = self.index.knn_query(np.asarray(queries, np.float32), k=k, num_threads=-1)
+        return ids.astype(np.int64), 1.0 - distances
+
+    def __len__(self):
+        return self.index.get_current_count() - len(self.removed)
+
+    @property
+    def nbytes(self) -> int:
+        # level 0 per element: the vector, 2M links and their count, the label; upper levels are ~1/M of that
+        return self.index.get_current_count() * (4 * self.dim + 4 * (2 * self.M + 1) + 8)
+
+
+class FaissBackend:
+    """faiss exact inner-product index with id removal (the `faiss` extra)."""
+
+    def __init__(self, dim: int, seed: int = 0):
+        try:
+            import faiss
+        except ImportError as e:
+            raise ConfigError("memory.backend", "faiss", "faiss is not installed",
+                              "pip install -e '.[faiss]', or use memory.backend=hnswlib") from e
+        self.faiss, self.dim = faiss, dim
+        self.rebuild(np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
+
+    def rebuild(self, ids, vectors):
+        self.index = self.faiss.IndexIDMap2(self.faiss.IndexFlatIP(self.dim))
+        self.upsert(ids, vectors)
+
+    def upsert(self, ids, vectors):
+        if len(ids):
+            self.remove(ids)
+            self.index.add_with_ids(np.ascontiguousarray(vectors, np.float32), np.asarray(ids, np.int64))
+
+    def remove(self, ids):
+        if len(ids):
+            self.index.remove_ids(np.asarray(ids, np.int64))
+
+    def search(self, queries, k):
+        k = min(k, len(self))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+        sims, ids = self.index.search(np.ascontiguousarray(queries, np.float32), k)
+        return ids, sims
+
+    def __len__(self):
+        return self.index.ntotal
+
+    @property
+    def nbytes(self) -> int:
+        return self.index.ntotal * (4 * self.dim + 8)
+
+
+BACKENDS = {"hnswlib": HnswBackend, "exact": ExactBackend, "faiss": FaissBackend}
+
+
+def make_backend(name: str, dim: int, **options):
+    if name not in BACKENDS:
+        raise ConfigError("memory.backend", name, f"unknown backend; one of {sorted(BACKENDS)}",
+                          "set memory.backend=hnswlib")
+    try:
+        return BACKENDS[name](dim, **options)
+    except TypeError as e:
+        import inspect
+
+        allowed = [p for p in inspect.signature(BACKENDS[name]).parameters if p not in ("dim", "seed")]
+        raise ConfigError("memory.backend_options", options, f"not options of the {name} backend ({e})",
+                          f"use only {allowed}") from None

@@ -1,0 +1,191 @@
+import numpy as np
+import pytest
+import torch
+
+from neurocl.errors import DataError
+from neurocl.memory import PrototypeMemory
+from neurocl.memory.analyzer import PrototypeAnalyzer
+from neurocl.memory.backends import ExactBackend, HnswBackend
+from neurocl.memory.conditioning import Conditioner
+from neurocl.memory.store import PrototypeStore
+
+
+def blobs(centres, per=30, spread=0.01, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.asarray(centres, np.float32)
+    x = np.repeat(centres, per, axis=0) + spread * rng.standard_normal((len(centres) * per, centres.shape[1]))
+    y = np.repeat(np.arange(len(centres)), per)
+    order = rng.permutation(len(y))
+    return x[order].astype(np.float32), y[order]
+
+
+def store(**kw):
+    options = dict(similarity_threshold=0.9, conditioning="none", backend="exact", maintenance_interval=10**6)
+    return PrototypeStore(kw.pop("dim", 8), kw.pop("num_classes", 3), **{**options, **kw})
+
+
+CENTRES = np.eye(8)[:3] + 0.2
+
+
+def test_one_prototype_per_tight_cluster_and_exact_mean_while_young():
+    s = store()
+    x, y = blobs(CENTRES)
+    s.observe(x, y)
+    assert len(s) == 3 and s.events["founded"] == 3 and s.events["updates"] == len(x) - 3
+    ids = s.ids
+    assert sorted(s.counts[ids]) == [30, 30, 30] and (s.label_counts[ids].max(axis=1) == 30).all()
+    for j in ids:  # rate max(momentum, 1/n): the first 1/momentum samples give their exact mean
+        members = x[y == s.majority(j)][: 10]
+        assert s.counts[j] == 30
+    young = store(momentum=0.01)
+    young.observe(x[:1], y[:1])
+    young.observe(x[y == y[0]][1:5], y[y == y[0]][1:5])
+    assert np.allclose(young.means[young.ids[0]], x[y == y[0]][:5].mean(axis=0), atol=1e-5)
+    assert len(members) == 10
+
+
+def test_purity_gate_keeps_labels_apart():
+    x, y = blobs(CENTRES[:1], per=40)
+    y = np.arange(40) % 2  # two labels on the very same concept
+    gated, open_ = store(), store(purity_gate=False)
+    gated.observe(x, y)
+    open_.observe(x, y)
+    assert len(gated) == 2 and len(open_) == 1
+    assert (gated.label_counts[gated.ids].max(axis=1) == 20).all()
+    assert open_.label_counts[open_.ids[0]].tolist() == [20, 20, 0]  # labels counted, not owned
+
+
+@pytest.mark.parametrize("backend", ["exact", "hnswlib"])
+def test_budget_by_ward_merges_and_by_pruning(backend):
+    x, y = blobs(CENTRES, per=40, spread=0.2)
+    merged = store(similarity_threshold=0.999, max_prototypes=12, backend=backend)
+    merged.observe(x, y)
+    assert len(merged) == 12 and merged.events["merges"] == merged.events["founded"] - 12
+    assert len(merged.backend) == 12
+    purity = merged.label_counts[merged.ids].max(axis=1) / merged.label_counts[merged.ids].sum(axis=1)
+    assert (purity == 1).all() and merged.counts[merged.ids].sum() == len(x)  # nothing lost by merging
+    pruned = store(similarity_threshold=0.999, max_prototypes=12, over_budget="prune", backend=backend)
+    pruned.observe(x, y)
+    assert len(pruned) == 12 and pruned.events["prunes"] > 0 and pruned.events["merges"] == 0
+
+
+def test_merge_threshold_joins_near_duplicates_count_weighted():
+    s = store(similarity_threshold=0.9999, merge_threshold=0.95, maintenance_interval=1, purity_gate=False)
+    a, b = np.array([[1.0, 0, 0, 0, 0, 0, 0, 0]], np.float32), np.array([[1.0, 0.1, 0, 0, 0, 0, 0, 0]], np.float32)
+    s.observe(np.concatenate([a, a, a]), np.zeros(3, int))
+    s.observe(b, np.zeros(1, int))
+    assert len(s) == 1 and s.events["merges"] == 1
+    assert np.allclose(s.means[s.ids[0]], (3 * a[0] + b[0]) / 4, atol=1e-6)
+
+
+def test_split_along_the_principal_direction():
+    rng = np.random.default_rng(0)
+    two = np.concatenate([np.eye(8)[0] + np.eye(8)[1], np.eye(8)[0] - np.eye(8)[1]]).reshape(2, 8)
+    x = two[rng.integers(0, 2, 200)] + 0.01 * rng.standard_normal((200, 8))
+    s = store(similarity_threshold=-1.0, split_threshold=0.1, maintenance_interval=200, num_classes=1)
+    s.observe(x.astype(np.float32), np.zeros(200, int))
+    assert s.events["splits"] >= 1 and len(s) >= 2
+    means = s.means[s.ids]
+    assert means[:, 1].max() > 0.5 and means[:, 1].min() < -0.5  # the halves sit on the two modes
+
+
+def test_whitening_equalises_within_class_covariance():
+    rng = np.random.default_rng(0)
+    scale = np.array([10.0, 1.0, 0.1, 1.0], np.float32)
+    y = rng.integers(0, 2, 4000)
+    x = (rng.standard_normal((4000, 4)) * scale + 5 * y[:, None]).astype(np.float32)
+    c = Conditioner(4, 2, "whiten", shrinkage=1e-6)
+    for i in range(0, 4000, 1000):  # batched running statistics equal the full-data ones
+        c.update(x[i:i + 1000], y[i:i + 1000])
+    c.refresh()
+    z = (x - c.mean) @ c.W
+    within = np.mean([np.cov(z[y == k].T) for k in (0, 1)], axis=0)
+    assert np.allclose(within, np.eye(4), atol=0.1)
+    projected = Conditioner(4, 2, "whiten", projection_dim=2)
+    projected.update(x, y)
+    projected.refresh()
+    assert projected.transform(x).shape == (4000, 2)
+
+
+def test_backends_agree_and_survive_removal_and_re_adding():
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((300, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    exact, hnsw = ExactBackend(16), HnswBackend(16, ef_search=200)
+    for b in (exact, hnsw):
+        b.upsert(np.arange(300), v)
+        b.remove(np.arange(0, 300, 2))
+        b.upsert(np.array([4]), v[4:5])
+    assert len(exact) == len(hnsw) == 151
+    ids_e, sims_e = exact.search(v[:20], 5)
+    ids_h, sims_h = hnsw.search(v[:20], 5)
+    assert (ids_e == ids_h).mean() > 0.95 and np.allclose(sims_e[:, 0], sims_h[:, 0], atol=1e-5)
+    assert not np.isin(ids_e, np.arange(0, 300, 2)[np.arange(0, 300, 2) != 4]).any()
+
+
+def test_hnswlib_recall_on_real_features():
+    """Top-10 recall of hnswlib against exact search, on EfficientNet-Lite0 features of real digits."""
+    from neurocl.data import Digits
+    from neurocl.encoders import EfficientNetLite0, encode_split
+
+    splits = Digits().load()
+    encoder = EfficientNetLite0(resolution=32, device="cpu")
+    base = encode_split(encoder, splits.train).numpy()
+    queries = encode_split(encoder, splits.test).numpy()
+    c = Conditioner(1280, 10, "whiten", projection_dim=256)
+    c.update(base, splits.train.labels.numpy())
+    c.refresh()
+    base, queries = c.transform(base), c.transform(queries)
+    exact, hnsw = ExactBackend(256), HnswBackend(256)  # the configured defaults
+    for b in (exact, hnsw):
+        b.upsert(np.arange(len(base)), base)
+    truth, _ = exact.search(queries, 10)
+    found, _ = hnsw.search(queries, 10)
+    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found)])
+    assert recall >= 0.98
+
+
+@pytest.mark.parametrize("backend", ["hnswlib", "exact"])
+def test_save_and_load_round_trip_exactly(tmp_path, backend):
+    x, y = blobs(np.eye(8)[:3] + 0.2, per=50, spread=0.3)
+    memory = PrototypeMemory(8, 3, similarity_threshold=0.99, max_prototypes=20, conditioning="whiten",
+                             backend=backend, maintenance_interval=40)
+    memory.observe(torch.from_numpy(x), torch.from_numpy(y))
+    memory.store.save(tmp_path / "store")
+    again = PrototypeMemory(8, 3, conditioning="whiten", backend=backend)
+    again.store.load(tmp_path / "store")
+    a, b = memory.predict(torch.from_numpy(x)), again.predict(torch.from_numpy(x))
+    assert torch.equal(a.labels, b.labels) and torch.allclose(a.scores, b.scores)
+    assert torch.equal(a.evidence["prototype_ids"], b.evidence["prototype_ids"])
+    assert again.stats() == memory.stats()
+
+
+def test_corrupt_or_mismatched_saved_store_is_refused(tmp_path):
+    x, y = blobs(CENTRES)
+    s = store(backend="hnswlib")
+    s.observe(x, y)
+    s.save(tmp_path)
+    raw = bytearray((tmp_path / "index.hnsw").read_bytes())
+    raw[100] ^= 0xFF
+    (tmp_path / "index.hnsw").write_bytes(bytes(raw))
+    fresh = store(backend="hnswlib")
+    with pytest.raises(DataError, match="index.hnsw is missing or corrupt"):
+        fresh.load(tmp_path)
+    assert len(fresh) == 0  # nothing half-loaded
+    s.save(tmp_path)
+    with pytest.raises(DataError, match="8-d prototypes, this store is 4-d"):
+        store(dim=4, backend="hnswlib").load(tmp_path)
+    with pytest.raises(DataError, match="cannot read"):
+        store().load(tmp_path / "nowhere")
+
+
+def test_analyzer_statistics():
+    x, y = blobs(CENTRES, per=40, spread=0.2)
+    s = store(similarity_threshold=0.95, max_prototypes=9)
+    s.observe(x, y)
+    stats = PrototypeAnalyzer(s).stats()
+    assert stats["prototypes"] == 9 and stats["purity_weighted"] == 1.0
+    assert 0 < stats["intra_similarity"] <= 1 and -1 <= stats["inter_similarity_nearest"] <= 1
+    assert stats["memory_ratio"] > 0 and sum(stats["usage_histogram"]) == 9
+    points, labels, counts = PrototypeAnalyzer(s).map_2d()
+    assert points.shape == (9, 2) and counts.sum() == len(x)
