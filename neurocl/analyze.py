@@ -61,7 +61,10 @@ def markdown(rows: list[dict]) -> str:
         for column in COLUMNS:
             mean, std = row[column]
             digits = 1 if column in ("wall_s", "memory_MB", "prototypes") else 4
-            cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if row["seeds"] > 1 else f"{mean:.{digits}f}")
+            if np.isnan(mean):
+                cells.append("n/a")
+            else:
+                cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if row["seeds"] > 1 else f"{mean:.{digits}f}")
         lines.append(f"| `{row['setting']}` | {row['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -69,9 +69,9 @@ def test_bad_input(cls):
                                         ({"momentum": 0.0}, "momentum"), ({"top_k": 0}, "top_k"),
                                         ({"temperature": -1.0}, "temperature"), ({"max_prototypes": 0}, "max_prototypes"),
                                         ({"conditioning": "zca"}, "conditioning"), ({"backend": "annoy"}, "backend"),
-                                        ({"backend_options": {"efc": 3}}, "backend_options"),
+                                        ({"backend_options": {"hnswlib": {"efc": 3}}}, "backend_options"),
                                         ({"over_budget": "drop"}, "over_budget"),
-                                        ({"projection_dim": 99}, "projection_dim")])
+                                        ({"projection_dim": 0}, "projection_dim")])
 def test_prototype_config_is_validated(kwargs, key):
     with pytest.raises(ConfigError, match=f"memory.{key}"):
         PrototypeMemory(4, 2, **kwargs)

@@ -14,5 +14,5 @@ run ema memory.similarity_threshold=0.5
 run merge memory.merge_threshold=0.9
 run split memory.split_threshold=0.3
 run purity memory.purity_gate=false
-run exact memory.backend=exact memory.backend_options={}
+run exact memory.backend=exact
 $PY -m neurocl.analyze $OUT/* --out experiments/prototype_store

@@ -6,7 +6,7 @@ together. Conditioning maps a feature x to
     z = normalize((x - mean) @ W)
 
 with W = I (mode "center"), or, in mode "whiten", W = U S^{-1/2}: U spans the
-top `projection_dim` principal directions of the total covariance (all
+top `projection_dim` (at most dim) principal directions of the total covariance (all
 directions when None) and S is the within-class covariance in that subspace,
 shrunk towards its mean eigenvalue: S + shrinkage * mean_eig * I. The
 statistics are running (exact over everything observed); W changes only on
@@ -28,15 +28,16 @@ class Conditioner:
             raise ConfigError("memory.conditioning", mode, f"unknown mode; one of {MODES}", "set memory.conditioning=whiten")
         if shrinkage <= 0:
             raise ConfigError("memory.shrinkage", shrinkage, "must be positive", "set memory.shrinkage=0.01")
-        if projection_dim is not None and not 0 < projection_dim <= dim:
-            raise ConfigError("memory.projection_dim", projection_dim, f"must be in [1, {dim}] or null",
+        if projection_dim is not None and projection_dim < 1:
+            raise ConfigError("memory.projection_dim", projection_dim, "must be positive or null",
                               "set memory.projection_dim=256 or null")
         if projection_dim is not None and mode != "whiten":
             raise ConfigError("memory.projection_dim", projection_dim, "a projection needs conditioning=whiten",
                               "set memory.projection_dim=null or memory.conditioning=whiten")
         self.dim, self.num_classes, self.mode = dim, num_classes, mode
-        self.shrinkage, self.projection_dim = shrinkage, projection_dim
-        self.out_dim = projection_dim or dim
+        # A projection never widens: features narrower than projection_dim keep their dimension.
+        self.projection_dim = None if projection_dim is None or projection_dim >= dim else projection_dim
+        self.shrinkage, self.out_dim = shrinkage, self.projection_dim or dim
         self.class_counts = np.zeros(num_classes, np.int64)
         self.class_means = np.zeros((num_classes, dim), np.float64)
         self.within = np.zeros((dim, dim), np.float32) if mode == "whiten" else None  # scatter, not yet / N

@@ -62,7 +62,9 @@ class PrototypeStore:
         self.over_budget, self.purity_gate, self.refresh_interval = over_budget, purity_gate, refresh_interval
         self.num_exemplars, self.precision = exemplars, np.dtype(precision)
         self.conditioner = Conditioner(dim, num_classes, conditioning, shrinkage, projection_dim)
-        self.backend_name, self.backend_options = backend, dict(backend_options or {}, seed=seed)
+        # backend_options holds one dict per backend; only the chosen backend's is used.
+        self.backend_name = backend
+        self.backend_options = dict((backend_options or {}).get(backend) or {}, seed=seed)
         self.backend = make_backend(backend, self.conditioner.out_dim, **self.backend_options)
         self.rng = np.random.default_rng(seed)
         self.step = self.since_maintenance = self.since_refresh = 0
