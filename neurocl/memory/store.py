@@ -244,7 +244,7 @@ class PrototypeStore:
             if i in used or k in used or not accept(cost, sim):
                 continue
             used.update((i, k))
-            self._merge_into(i, k)
+            self._merge_into(i, k, float(sim))
             changed.append(i)
             removed.append(k)
             merged += 1
@@ -253,11 +253,12 @@ class PrototypeStore:
         self.events["merges"] += merged
         return merged
 
-    def _merge_into(self, i: int, k: int):
+    def _merge_into(self, i: int, k: int, similarity: float):
         ni, nk = self.counts[i], self.counts[k]
         n = ni + nk
         self.means[i] = (ni * self.means[i].astype(np.float32) + nk * self.means[k].astype(np.float32)) / n
-        self.spread[i] = (ni * self.spread[i] + nk * self.spread[k]) / n
+        # pooled spread plus the Ward term: members now also sit n_k/n (n_i/n) of the gap from the mean
+        self.spread[i] = (ni * self.spread[i] + nk * self.spread[k]) / n + ni * nk / n**2 * (1.0 - similarity)
         self.label_counts[i] += self.label_counts[k]
         pool = np.concatenate([self.exemplars[i][self.exemplars[i] >= 0], self.exemplars[k][self.exemplars[k] >= 0]])
         pick = self.rng.permutation(len(pool))[: self.num_exemplars]
