@@ -5,7 +5,7 @@ import torch
 from neurocl.errors import DataError
 from neurocl.memory import PrototypeMemory
 from neurocl.memory.analyzer import PrototypeAnalyzer
-from neurocl.memory.backends import ExactBackend, HnswBackend
+from neurocl.memory.backends import ExactBackend, FaissBackend, HnswBackend
 from neurocl.memory.conditioning import Conditioner
 from neurocl.memory.store import PrototypeStore
 
@@ -111,15 +111,17 @@ def test_backends_agree_and_survive_removal_and_re_adding():
     rng = np.random.default_rng(1)
     v = rng.standard_normal((300, 16)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    exact, hnsw = ExactBackend(16), HnswBackend(16, ef_search=200)
-    for b in (exact, hnsw):
+    exact, hnsw, faiss = ExactBackend(16), HnswBackend(16, ef_search=200), FaissBackend(16)
+    for b in (exact, hnsw, faiss):
         b.upsert(np.arange(300), v)
         b.remove(np.arange(0, 300, 2))
         b.upsert(np.array([4]), v[4:5])
-    assert len(exact) == len(hnsw) == 151
+    assert len(exact) == len(hnsw) == len(faiss) == 151
     ids_e, sims_e = exact.search(v[:20], 5)
     ids_h, sims_h = hnsw.search(v[:20], 5)
+    ids_f, sims_f = faiss.search(v[:20], 5)
     assert (ids_e == ids_h).mean() > 0.95 and np.allclose(sims_e[:, 0], sims_h[:, 0], atol=1e-5)
+    assert (ids_e == ids_f).all() and np.allclose(sims_e, sims_f, atol=1e-5)
     assert not np.isin(ids_e, np.arange(0, 300, 2)[np.arange(0, 300, 2) != 4]).any()
 
 
@@ -145,7 +147,7 @@ def test_hnswlib_recall_on_real_features():
     assert recall >= 0.98
 
 
-@pytest.mark.parametrize("backend", ["hnswlib", "exact"])
+@pytest.mark.parametrize("backend", ["hnswlib", "exact", "faiss"])
 def test_save_and_load_round_trip_exactly(tmp_path, backend):
     x, y = blobs(np.eye(8)[:3] + 0.2, per=50, spread=0.3)
     memory = PrototypeMemory(8, 3, similarity_threshold=0.99, max_prototypes=20, conditioning="whiten",
