@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import compose
 from neurocl.errors import DataError
 from neurocl.memory import PrototypeMemory
 from neurocl.memory.analyzer import PrototypeAnalyzer
@@ -138,7 +139,8 @@ def test_hnswlib_recall_on_real_features():
     c.update(base, splits.train.labels.numpy())
     c.refresh()
     base, queries = c.transform(base), c.transform(queries)
-    exact, hnsw = ExactBackend(256), HnswBackend(256)  # the configured defaults
+    configured = compose().memory.backend_options.hnswlib  # M, ef_construction, ef_search of conf/memory
+    exact, hnsw = ExactBackend(256), HnswBackend(256, **configured)
     for b in (exact, hnsw):
         b.upsert(np.arange(len(base)), base)
     truth, _ = exact.search(queries, 10)
