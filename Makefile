@@ -35,6 +35,7 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/stream_loop.py
+	$(PY) benchmarks/prototype_index.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
