@@ -1,10 +1,15 @@
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 
 from neurocl.driver import predict
 from neurocl.errors import ConfigError, DataError
-from neurocl.memory import NCM, PrototypeMemory
+from neurocl.memory import KNN, NCM, PrototypeMemory, RanPAC, StreamingLDA
+
+SmallRanPAC = partial(RanPAC, projection_dim=64)
+BASELINES = [NCM, StreamingLDA, SmallRanPAC, KNN]
 
 
 def clusters(num_classes=4, per_class=30, dim=16, spread=0.05, seed=0):
@@ -16,7 +21,8 @@ def clusters(num_classes=4, per_class=30, dim=16, spread=0.05, seed=0):
 
 
 @pytest.mark.parametrize("make", [lambda: NCM(16, 4), lambda: PrototypeMemory(16, 4, similarity_threshold=0.9),
-                                  lambda: PrototypeMemory(16, 4, conditioning="none", backend="exact")])
+                                  lambda: PrototypeMemory(16, 4, conditioning="none", backend="exact"),
+                                  lambda: StreamingLDA(16, 4), lambda: SmallRanPAC(16, 4), lambda: KNN(16, 4, k=3)])
 def test_learns_separable_classes_and_abstains_before_training(make):
     memory = make()
     x, y = clusters()
@@ -30,7 +36,7 @@ def test_learns_separable_classes_and_abstains_before_training(make):
     assert (memory.predict(x).labels == y).float().mean() == 1.0
 
 
-@pytest.mark.parametrize("cls", [NCM, PrototypeMemory])
+@pytest.mark.parametrize("cls", BASELINES + [PrototypeMemory])
 def test_state_dict_round_trip(cls):
     x, y = clusters()
     a = cls(16, 4)
@@ -40,7 +46,7 @@ def test_state_dict_round_trip(cls):
     pa, pb = a.predict(x), b.predict(x)
     assert torch.equal(pa.labels, pb.labels) and torch.allclose(pa.scores, pb.scores)
     assert a.stats() == b.stats()
-    a.observe(x[:3] * -1, y[:3])  # the copy is independent
+    a.observe(x[:3] + 0.01, (y[:3] + 1) % 4)  # the copy is independent
     assert not torch.equal(a.predict(x).scores, b.predict(x).scores)
 
 
@@ -52,7 +58,7 @@ def test_task_aware_prediction_masks_other_classes():
     assert set(masked.labels.tolist()) <= {2, 3}
 
 
-@pytest.mark.parametrize("cls", [NCM, PrototypeMemory])
+@pytest.mark.parametrize("cls", BASELINES + [PrototypeMemory])
 def test_bad_input(cls):
     memory = cls(16, 4)
     with pytest.raises(DataError, match=r"expects \(N, 16\)"):

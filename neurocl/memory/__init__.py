@@ -1,5 +1,8 @@
 from neurocl.memory.base import Memory, Prediction
+from neurocl.memory.knn import KNN
 from neurocl.memory.ncm import NCM
 from neurocl.memory.prototypes import PrototypeMemory
+from neurocl.memory.ranpac import RanPAC
+from neurocl.memory.slda import StreamingLDA
 
-__all__ = ["Memory", "NCM", "Prediction", "PrototypeMemory"]
+__all__ = ["KNN", "Memory", "NCM", "Prediction", "PrototypeMemory", "RanPAC", "StreamingLDA"]
