@@ -49,9 +49,12 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
         t = experience.index
         order = experience.train_idx[torch.randperm(len(experience.train_idx), generator=shuffle)]
         start = time.perf_counter()
-        for i in tqdm(range(0, len(order), observe_batch_size), desc=f"observe {t}", unit="batch", leave=False):
-            rows = order[i:i + observe_batch_size]
-            memory.observe(train.x[rows], train.y[rows], t, ids=rows)
+        if hasattr(memory, "train_experience"):  # Avalanche strategies run their own loop on the same experience
+            memory.train_experience(stream.benchmark.train_stream[t])
+        else:
+            for i in tqdm(range(0, len(order), observe_batch_size), desc=f"observe {t}", unit="batch", leave=False):
+                rows = order[i:i + observe_batch_size]
+                memory.observe(train.x[rows], train.y[rows], t, ids=rows)
         observe_s = time.perf_counter() - start
         start = time.perf_counter()
         results = evaluate_all()

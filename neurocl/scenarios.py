@@ -9,7 +9,7 @@ feature tensors directly instead of iterating the dataset sample by sample.
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset
 
 from neurocl.errors import ConfigError, DataError
 
@@ -33,16 +33,34 @@ class Stream:
         return len(self.experiences)
 
 
-def avalanche_dataset(features: torch.Tensor, labels: torch.Tensor):
+class FeatureDataset(Dataset):
+    """(feature row, int label): int labels as in Avalanche's own datasets, so that its buffers
+    (iCaRL's exemplars) and the stream's samples collate into one mini-batch."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor):
+        self.features, self.labels = features, labels.tolist()
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.features[i], self.labels[i]
+
+
+def avalanche_dataset(features: torch.Tensor, labels: torch.Tensor, task_labels: bool = True):
     # Avalanche takes seconds to import: only when a stream is built.
     from avalanche.benchmarks.utils import DataAttribute
-    from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
+    from avalanche.benchmarks.utils.classification_dataset import TaskAwareClassificationDataset
+    from avalanche.benchmarks.utils.data_attribute import TaskLabels
+    from avalanche.benchmarks.utils.flat_data import ConstantSequence
 
-    return ClassificationDataset(
-        [TensorDataset(features, labels)],
-        data_attributes=[DataAttribute(labels.tolist(), "targets"),
-                         DataAttribute(list(range(len(labels))), "sample_idx")],
-    )
+    attributes = [DataAttribute(labels.tolist(), "targets"), DataAttribute(list(range(len(labels))), "sample_idx")]
+    if task_labels:
+        # Task label 0 in every item, as in Avalanche's own classification datasets: its strategies
+        # read the task id from the last element of a mini-batch. Task-aware streams get theirs from
+        # task_incremental_benchmark (replacing an existing attribute there leaves it inconsistent).
+        attributes.append(TaskLabels(ConstantSequence(0, len(labels))))
+    return TaskAwareClassificationDataset([FeatureDataset(features, labels)], data_attributes=attributes)
 
 
 class ClassIncremental:
@@ -94,11 +112,16 @@ class ClassIncremental:
                 raise DataError(f"the {name} split has no samples of classes {missing}. "
                                 "Fix: use a larger subset (dataset.train_size / dataset.test_size) or the full data.")
         benchmark = class_incremental_benchmark(
-            {"train": avalanche_dataset(train_features, train_labels),
-             "test": avalanche_dataset(test_features, test_labels)},
+            {"train": avalanche_dataset(train_features, train_labels, task_labels=not self.task_aware),
+             "test": avalanche_dataset(test_features, test_labels, task_labels=not self.task_aware)},
             class_order=order, num_experiences=len(order) // self.classes_per_experience)
         if self.task_aware:
             benchmark = task_incremental_benchmark(benchmark)
+        # iCaRL still reads experience.benchmark.n_classes_per_exp and .classes_order, which the new generators no longer set.
+        benchmark.n_classes_per_exp = [self.classes_per_experience] * (len(order) // self.classes_per_experience)
+        benchmark.classes_order = order
+        for experience in (*benchmark.train_stream, *benchmark.test_stream):
+            experience.benchmark = benchmark
         experiences = []
         for t, (train_exp, test_exp) in enumerate(zip(benchmark.train_stream, benchmark.test_stream)):
             experiences.append(Experience(

@@ -1,3 +1,4 @@
+from neurocl.memory.avalanche import AvalancheMemory
 from neurocl.memory.base import Memory, Prediction
 from neurocl.memory.knn import KNN
 from neurocl.memory.ncm import NCM
@@ -5,4 +6,4 @@ from neurocl.memory.prototypes import PrototypeMemory
 from neurocl.memory.ranpac import RanPAC
 from neurocl.memory.slda import StreamingLDA
 
-__all__ = ["KNN", "Memory", "NCM", "Prediction", "PrototypeMemory", "RanPAC", "StreamingLDA"]
+__all__ = ["AvalancheMemory", "KNN", "Memory", "NCM", "Prediction", "PrototypeMemory", "RanPAC", "StreamingLDA"]

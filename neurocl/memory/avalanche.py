@@ -1,0 +1,142 @@
+"""Avalanche strategies as neurocl memories, on the same features and the very same experiences.
+
+The strategy learns each experience of the stream's Avalanche benchmark with
+its own training loop (its epochs, mini-batches, plugins and losses); the
+driver calls `train_experience` instead of feeding batches to `observe`.
+Predictions run the strategy's eval-time forward: the network's outputs, or
+what the strategy makes of them (iCaRL's nearest exemplar mean, CoPE's
+nearest prototype, StreamingLDA's discriminant), so that R equals what
+Avalanche's own `eval` and accuracy-matrix metric would report.
+"""
+
+import inspect
+import warnings
+
+import torch
+from torch import nn
+
+from neurocl.errors import ConfigError, NeuroclError
+from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
+from neurocl.runtime import resolve_device
+
+
+def mlp(dim: int, hidden: int, outputs: int) -> nn.Module:
+    """A linear head (hidden=0) or one hidden ReLU layer."""
+    if hidden == 0:
+        return nn.Linear(dim, outputs)
+    return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
+
+
+def quiet_evaluator():
+    from avalanche.training.plugins import EvaluationPlugin
+
+    with warnings.catch_warnings():  # "no loggers": on purpose, neurocl logs the results itself
+        warnings.simplefilter("ignore", UserWarning)
+        return EvaluationPlugin(loggers=[])
+
+
+class AvalancheMemory:
+    """`strategy` is an Avalanche strategy class with its settings (a Hydra partial).
+
+    `online_experience_size` splits each experience into a stream of
+    experiences of that many samples, as online methods (CoPE) expect.
+    The adapter supplies what depends on the run: the network (`hidden` units,
+    `output_dim` outputs; null means one per class), or for iCaRL its feature
+    extractor and classifier, or for StreamingLDA an identity backbone; the
+    optimizer (a partial taking the parameters), the loss, the device and a
+    silent evaluator.
+    """
+
+    def __init__(self, dim: int, num_classes: int, strategy, optimizer=None, hidden: int = 0,
+                 output_dim: int | None = None, online_experience_size: int | None = None,
+                 device: str = "cpu", evaluator=None):
+        if not callable(strategy):
+            raise ConfigError("memory.strategy", strategy, "must be an Avalanche strategy with _partial_: true",
+                              "copy conf/memory/naive.yaml and change strategy._target_")
+        if not isinstance(hidden, int) or hidden < 0:
+            raise ConfigError("memory.hidden", hidden, "must be 0 (a linear head) or a positive width", "set memory.hidden=0")
+        if online_experience_size is not None and (not isinstance(online_experience_size, int) or online_experience_size < 1):
+            raise ConfigError("memory.online_experience_size", online_experience_size, "must be null or a positive integer",
+                              "set memory.online_experience_size=10")
+        self.dim, self.num_classes, self.device = dim, num_classes, resolve_device(device)
+        self.online_experience_size = online_experience_size
+        self.strategy_class = getattr(strategy, "func", strategy)
+        accepted = inspect.signature(self.strategy_class.__init__).parameters
+        self.model = mlp(dim, hidden, output_dim or num_classes)
+        kwargs = {"device": self.device, "evaluator": evaluator or quiet_evaluator()}
+        if "feature_extractor" in accepted:  # iCaRL: a trainable body and a classifier on it
+            body = self.model[:-1] if hidden else nn.Identity()
+            width = hidden or dim
+            kwargs.update(feature_extractor=body, classifier=nn.Linear(width, num_classes))
+            self.model = None
+        if "slda_model" in accepted:
+            kwargs.update(slda_model=nn.Identity(), input_size=dim, num_classes=num_classes,
+                          criterion=nn.CrossEntropyLoss())
+            self.model = None
+        if "model" in accepted:
+            kwargs["model"] = self.model
+        if "criterion" in accepted and "criterion" not in kwargs:
+            kwargs["criterion"] = nn.CrossEntropyLoss()
+        if "n_classes" in accepted:
+            kwargs["n_classes"] = num_classes
+        if "optimizer" in accepted:
+            if optimizer is None:
+                raise ConfigError("memory.optimizer", None, f"{self.strategy_class.__name__} trains a network",
+                                  "give an optimizer, e.g. memory.optimizer._target_=torch.optim.Adam")
+            parameters = (self.model or nn.ModuleList([kwargs["feature_extractor"], kwargs["classifier"]])).parameters()
+            kwargs["optimizer"] = optimizer(parameters)
+        self.strategy = strategy(**kwargs)
+        self.experiences_trained = 0
+
+    def train_experience(self, experience) -> None:
+        """Learn one experience of the stream's Avalanche benchmark with the strategy's own loop."""
+        if self.online_experience_size is None:
+            self.strategy.train(experience, num_workers=0)
+        else:  # online methods (CoPE) see the experience as a stream of small experiences, one update each
+            from avalanche.benchmarks.scenarios.online import split_online_stream
+
+            for part in split_online_stream([experience], self.online_experience_size):
+                self.strategy.train(part, num_workers=0)
+        self.experiences_trained += 1
+
+    def observe(self, features, labels, experience: int = 0, ids=None):
+        raise NeuroclError(f"{self.strategy_class.__name__} learns whole Avalanche experiences, not loose batches. "
+                           "Fix: drive it with neurocl.driver.run_stream, which calls train_experience.")
+
+    @torch.no_grad()
+    def predict(self, features) -> Prediction:
+        check_batch(features, self.dim)
+        if not self.experiences_trained:  # an untrained memory answers nothing (iCaRL could not)
+            return prediction_from_scores(torch.full((len(features), self.num_classes), float("-inf")))
+        strategy = self.strategy
+        strategy.model.eval()
+        x = features.float().to(self.device)
+        if hasattr(strategy, "fit") and hasattr(strategy, "Lambda"):  # StreamingLDA: discriminant on the features
+            scores = strategy.predict(strategy.model(x))
+        else:
+            scores = strategy.model(x)
+        for plugin in strategy.plugins:  # CoPE turns embeddings into its nearest-prototype answer at eval time
+            if hasattr(plugin, "_get_nearest_neigbor_distr"):
+                scores = plugin._get_nearest_neigbor_distr(scores)
+        return prediction_from_scores(scores.float().cpu())
+
+    def state_dict(self) -> dict:
+        return {"model": self.strategy.model.state_dict(), "experiences_trained": self.experiences_trained}
+
+    def load_state_dict(self, state: dict):
+        self.strategy.model.load_state_dict(state["model"])
+        self.experiences_trained = state["experiences_trained"]
+
+    def stats(self) -> dict:
+        tensors = list(self.strategy.model.state_dict().values())
+        for plugin in self.strategy.plugins:  # replay buffers count as memory
+            buffer = getattr(getattr(plugin, "storage_policy", None), "buffer", None)
+            if buffer is not None and len(buffer):
+                tensors.append(torch.stack([buffer[i][0] for i in range(len(buffer))]))
+        for plugin in self.strategy.plugins:  # exemplars of iCaRL and GEM
+            tensors += list(getattr(plugin, "x_memory", [])) + list(getattr(plugin, "memory_x", {}).values())
+        for name in ("muK", "Sigma"):  # StreamingLDA's statistics
+            if hasattr(self.strategy, name):
+                tensors.append(getattr(self.strategy, name))
+        return {"experiences_trained": self.experiences_trained,
+                "memory_bytes": sum(t.nelement() * t.element_size() for t in tensors)}
