@@ -36,6 +36,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/stream_loop.py
 	$(PY) benchmarks/prototype_index.py
+	$(PY) benchmarks/slda_vs_avalanche.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

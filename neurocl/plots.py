@@ -44,3 +44,26 @@ def prototype_map(points, labels, counts, path, class_names=None, title: str = "
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def study_summary(rows: list[dict], path, title: str = ""):
+    """A_last and forgetting (Chaudhry) per setting, mean ± std over seeds, best A_last on top."""
+    rows = sorted(rows, key=lambda r: r["A_last"][0])
+    names = [r["setting"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.9 + 0.32 * len(rows)), sharey=True)
+    for ax, column, label in ((axes[0], "A_last", "A_last (higher is better)"),
+                              (axes[1], "forgetting_chaudhry", "forgetting, Chaudhry (lower is better)")):
+        means = [r[column][0] for r in rows]
+        stds = [r[column][1] for r in rows]
+        ax.barh(range(len(rows)), means, xerr=stds, color="tab:blue" if column == "A_last" else "tab:red", alpha=0.7)
+        for i, m in enumerate(means):
+            ax.text(m, i, f" {m:.3f}", va="center", fontsize=7)
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_xlim(0, 1.1)
+    axes[0].set_yticks(range(len(rows)))
+    axes[0].set_yticklabels(names, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

@@ -23,6 +23,27 @@ def test_analyze_groups_seeds_into_mean_and_std(tmp_path, capsys):
     assert csv[0].startswith("setting,seeds,A_last_mean,A_last_std") and len(csv) == 3
 
 
+def test_study_readme_and_reproducibility_table_are_generated(tmp_path):
+    sweep, out = tmp_path / "sweep", tmp_path / "study"
+    for job, seed in enumerate([0, 1]):
+        run = sweep / str(job)
+        execute(compose("experiment=digits_quick", "memory=ncm", f"seed={seed}", "cache.enabled=false"), run)
+        (run / ".hydra").mkdir()
+        (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["memory=ncm", f"seed={seed}"]))
+    out.mkdir()
+    (out / "study.yaml").write_text(yaml.safe_dump({
+        "title": "NCM on digits", "question": "Does NCM hold?", "command": "python -m neurocl.run --multirun ...",
+        "references": [{"name": "NCM", "setting": "memory=ncm", "A_last": 0.0, "forgetting": 0.1},
+                       {"name": "kNN", "setting": "memory=knn", "A_last": 0.9}]}))
+    analyze.main([str(sweep), "--out", str(out), "--reproducibility", str(tmp_path / "REPRO.md")])
+    readme = (out / "README.md").read_text()
+    assert readme.startswith("# NCM on digits") and "Does NCM hold?" in readme and "| `memory=ncm` | 2 |" in readme
+    assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+    repro = (tmp_path / "REPRO.md").read_text().splitlines()
+    assert "| NCM | 0.000 (0.100) |" in repro[2] and "| 2 | no |" in repro[2]  # far from the made-up 0.0
+    assert "| kNN | 0.900 | not run | 0 | no |" in repro[3]
+
+
 def test_analyze_without_runs_says_so(tmp_path):
     with pytest.raises(SystemExit):
         analyze.main([str(tmp_path)])
