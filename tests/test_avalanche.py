@@ -20,7 +20,7 @@ def tiny_stream(num_classes=6):
     return stream, Features(x, y), Features(xt, yt)
 
 
-FAST = {"strategy.train_epochs": 5, "strategy.train_mb_size": 16, "optimizer.lr": 0.02}
+FAST = {"strategy.train_epochs": 5, "strategy.train_mb_size": 16, "optimizer.lr": 0.02, "hidden": 32}
 
 
 def avalanche_memory(name, evaluator=None, **overrides):
@@ -36,7 +36,7 @@ def test_our_R_is_avalanches_accuracy_matrix(name):
     torch.manual_seed(0)
     stream, _, test = tiny_stream()
     evaluator = EvaluationPlugin(*accuracy_matrix_metrics(), loggers=[])
-    online = {"online_experience_size": 40, "strategy.train_mb_size": 40} if name == "cope" else {}
+    online = {"online_experience_size": 40, "strategy.train_mb_size": 40, "strategy.alpha": 0.5} if name == "cope" else {}
     memory = avalanche_memory(name, evaluator=evaluator, **{**FAST, **online})
     R, rows = np.zeros((3, 3)), []
     for t, experience in enumerate(stream.benchmark.train_stream):
@@ -63,6 +63,15 @@ def test_memory_counts_the_replay_buffer():
     head_bytes = memory.stats()["memory_bytes"]
     memory.train_experience(stream.benchmark.train_stream[0])
     assert memory.stats()["memory_bytes"] == head_bytes + 30 * 16 * 4
+
+
+@pytest.mark.parametrize("name", ["naive", "avalanche_slda"])
+def test_state_dict_round_trip(name):
+    stream, _, test = tiny_stream()
+    a, b = avalanche_memory(name, **FAST), avalanche_memory(name, **FAST)
+    a.train_experience(stream.benchmark.train_stream[0])
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.predict(test.x).scores, b.predict(test.x).scores)
 
 
 def test_bad_avalanche_config_is_named():

@@ -33,8 +33,8 @@ def test_default_config_is_the_documented_protocol():
 MEMORIES = sorted(p.stem for p in (CONF / "memory").glob("*.yaml"))
 FORGETTERS = {"naive", "ewc", "lwf"}  # class-incremental without stored samples: the last experience wins
 # Digits has ~280 training samples per experience, not 12,000: small batches, a higher rate, fewer epochs.
-SMALLER = {"ranpac": ["memory.projection_dim=256"],
-           "cope": ["memory.strategy.train_mb_size=32", "memory.strategy.alpha=0.5"]}
+SMALLER = {"ranpac": ["memory.projection_dim=256"], "icarl": ["memory.hidden=64"],
+           "cope": ["memory.strategy.train_mb_size=32", "memory.strategy.alpha=0.5", "memory.hidden=64"]}
 NETWORK = ["memory.strategy.train_epochs=4", "memory.strategy.train_mb_size=16", "memory.optimizer.lr=0.01"]
 RERUN = {"prototypes", "ncm", "slda", "ranpac", "knn", "naive", "replay"}  # same seed, same R: checked on these
 

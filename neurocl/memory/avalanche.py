@@ -120,11 +120,17 @@ class AvalancheMemory:
                 scores = plugin._get_nearest_neigbor_distr(scores)
         return prediction_from_scores(scores.float().cpu())
 
+    SLDA_STATE = ("muK", "cK", "Sigma", "num_updates")
+
     def state_dict(self) -> dict:
-        return {"model": self.strategy.model.state_dict(), "experiences_trained": self.experiences_trained}
+        """The network and StreamingLDA's statistics; plugin buffers (replay, exemplars) are not saved."""
+        return {"model": self.strategy.model.state_dict(), "experiences_trained": self.experiences_trained,
+                "slda": {name: getattr(self.strategy, name) for name in self.SLDA_STATE if hasattr(self.strategy, name)}}
 
     def load_state_dict(self, state: dict):
         self.strategy.model.load_state_dict(state["model"])
+        for name, value in state["slda"].items():
+            setattr(self.strategy, name, value)
         self.experiences_trained = state["experiences_trained"]
 
     def stats(self) -> dict:
