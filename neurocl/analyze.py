@@ -65,7 +65,7 @@ def markdown(rows: list[dict]) -> str:
         cells = []
         for column in COLUMNS:
             mean, std = row[column]
-            digits = 1 if column in ("wall_s", "memory_MB", "prototypes") else 4
+            digits = {"wall_s": 1, "prototypes": 0, "memory_MB": 2}.get(column, 4)
             if np.isnan(mean):
                 cells.append("n/a")
             else:
