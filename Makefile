@@ -36,7 +36,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/stream_loop.py
 	$(PY) benchmarks/prototype_index.py
-	$(PY) benchmarks/slda_vs_avalanche.py
+	$(PY) benchmarks/slda_vs_avalanche.py dataset.train_size=6000
 
 clean:
 	rm -rf $(VENV) build *.egg-info
