@@ -135,11 +135,10 @@ class AvalancheMemory:
 
     def stats(self) -> dict:
         tensors = list(self.strategy.model.state_dict().values())
-        for plugin in self.strategy.plugins:  # replay buffers count as memory
+        for plugin in self.strategy.plugins:  # stored samples count as memory: replay/CoPE buffers, iCaRL/GEM exemplars
             buffer = getattr(getattr(plugin, "storage_policy", None), "buffer", None)
             if buffer is not None and len(buffer):
                 tensors.append(torch.stack([buffer[i][0] for i in range(len(buffer))]))
-        for plugin in self.strategy.plugins:  # exemplars of iCaRL and GEM
             tensors += list(getattr(plugin, "x_memory", [])) + list(getattr(plugin, "memory_x", {}).values())
         for name in ("muK", "Sigma"):  # StreamingLDA's statistics
             if hasattr(self.strategy, name):
