@@ -79,3 +79,31 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
                          "train_samples": len(e.train_idx), "test_samples": len(e.test_idx)}
                         for e in stream.experiences],
     }
+
+
+def evaluate_readouts(readouts: dict, test_sets: dict, batch_size: int = 4096, coverage: float = 0.8) -> dict:
+    """The final memory on every test condition: accuracy, calibration and abstention, per readout.
+
+    readouts: name -> predict function (e.g. the spiking network and the store's vote on the same prototypes);
+    test_sets: condition name -> Features. A readout without a `confidence` evidence is scored by softmax.
+    """
+    results = {}
+    for condition, features in test_sets.items():
+        results[condition] = {}
+        for name, predict_fn in readouts.items():
+            parts = [predict_fn(features.x[i:i + batch_size]) for i in range(0, len(features.x), batch_size)]
+            labels = torch.cat([p.labels for p in parts])
+            if all("confidence" in p.evidence for p in parts):
+                confidence = torch.cat([p.evidence["confidence"] for p in parts])
+            else:
+                confidence = torch.softmax(torch.cat([p.scores for p in parts]), dim=1).max(dim=1).values
+            correct = (labels == features.y).numpy()
+            confidence = confidence.nan_to_num(0.0).numpy()
+            row = {"accuracy": float(correct.mean()), "abstained": float((labels < 0).float().mean()),
+                   "ece": metrics.expected_calibration_error(confidence, correct),
+                   **metrics.risk_coverage(confidence, correct, coverage)}
+            for key in ("spikes", "sops"):
+                if all(key in p.evidence for p in parts):
+                    row[f"{key}_per_query"] = float(torch.cat([p.evidence[key] for p in parts]).float().mean())
+            results[condition][name] = row
+    return results

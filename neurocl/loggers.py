@@ -7,11 +7,23 @@ import numpy as np
 log = logging.getLogger("neurocl")
 
 
+def scalar_stats(stats: dict) -> dict:
+    """The numbers of a stats dict, nested dicts flattened to dotted keys (lists and text left to results.json)."""
+    out = {}
+    for k, v in stats.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in scalar_stats(v).items()})
+        elif isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
+            out[k] = v
+    return out
+
+
 class ConsoleLogger:
     def log_experience(self, t: int, row: np.ndarray, stats: dict, timing: dict):
         accs = " ".join(f"{a:.3f}" for a in row)
         log.info("after experience %d: R[%d] = [%s]  mean seen = %.4f  observe %.1fs  eval %.1fs  %s",
-                 t, t, accs, row[: t + 1].mean(), timing["observe_s"], timing["eval_s"], stats)
+                 t, t, accs, row[: t + 1].mean(), timing["observe_s"], timing["eval_s"],
+                 {k: round(v, 4) if isinstance(v, float) else v for k, v in scalar_stats(stats).items()})
 
     def log_summary(self, results: dict):
         lines = ["", "accuracy matrix R[t, k] (row: trained through t; column: tested on k)"]
@@ -23,9 +35,9 @@ class ConsoleLogger:
         lines += [f"  {k:<{width}}  {v:8.4f}" for k, v in results["metrics"].items()]
         stats = results["memory_stats"]
         lines.append(f"  {'memory_MB':<{width}}  {stats['memory_bytes'] / 2**20:8.3f}")
-        for k, v in stats.items():
+        for k, v in scalar_stats(stats).items():
             if k != "memory_bytes":
-                lines.append(f"  {k:<{width}}  {v:>8}")
+                lines.append(f"  {k:<{width}}  {v:>8.4g}")
         lines.append(f"  {'wall_s':<{width}}  {results['wall_s']:8.1f}")
         print("\n".join(lines))
 

@@ -107,3 +107,32 @@ def summary(R, untrained) -> dict:
         "BWT": backward_transfer(R),
         "FWT": forward_transfer(R, untrained),
     }
+
+
+def expected_calibration_error(confidence, correct, bins: int = 15) -> float:
+    """ECE (Guo et al. 2017): |accuracy - confidence| per equal-width confidence bin, weighted by bin size."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    if len(confidence) == 0:
+        return 0.0
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        member = which == b
+        if member.any():
+            gap += member.mean() * abs(correct[member].mean() - confidence[member].mean())
+    return float(gap)
+
+
+def risk_coverage(confidence, correct, coverage: float = 0.8) -> dict:
+    """Selective prediction: answer only the most confident queries (abstain on the rest).
+
+    aurc: area under the risk-coverage curve (lower is better); selective_accuracy: accuracy on the
+    `coverage` share of queries with the highest confidence (ties by order).
+    """
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    if len(confidence) == 0:
+        return {"aurc": 0.0, f"accuracy_at_{coverage:g}_coverage": 0.0}
+    order = np.argsort(-confidence, kind="stable")
+    risk = np.cumsum(1.0 - correct[order]) / np.arange(1, len(order) + 1)
+    keep = max(1, int(round(coverage * len(order))))
+    return {"aurc": float(risk.mean()), f"accuracy_at_{coverage:g}_coverage": float(correct[order[:keep]].mean())}

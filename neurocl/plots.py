@@ -67,3 +67,36 @@ def study_summary(rows: list[dict], path, title: str = ""):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def spike_raster(record, slots, concept_labels, true_labels, path, class_names=None, dt_ms: float = 1.0):
+    """Per query: candidate concept neurons (coloured by their prototype's label) above the label neurons."""
+    concept = record.concept_spikes.detach().numpy()  # (T, B, K)
+    label = record.label_spikes.detach().numpy()      # (T, B, C)
+    T, B, K = concept.shape
+    C = label.shape[2]
+    names = class_names or [str(c) for c in range(C)]
+    cmap = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, B, figsize=(3.2 * B, 4.2), squeeze=False)
+    counts = label.sum(axis=0)
+    for b, ax in enumerate(axes[0]):
+        for k in range(K):
+            t = np.flatnonzero(concept[:, b, k])
+            ax.scatter(t * dt_ms, np.full(len(t), C + 1 + k), s=8, marker="|",
+                       color=cmap(int(concept_labels[b, k]) % 10))
+        for c in range(C):
+            t = np.flatnonzero(label[:, b, c])
+            ax.scatter(t * dt_ms, np.full(len(t), c), s=10, marker="|", color=cmap(c % 10))
+        ax.axhline(C + 0.5, color="grey", lw=0.5)
+        ax.set_yticks(list(range(C)) + [C + 1 + K // 2])
+        ax.set_yticklabels([names[c][:10] for c in range(C)] + [f"top-{K} concepts"], fontsize=6)
+        ax.set_xlim(-0.5 * dt_ms, T * dt_ms)
+        ax.set_xlabel("time (ms)", fontsize=8)
+        answer = int(counts[b].argmax()) if counts[b].any() else None
+        ax.set_title(f"true: {names[int(true_labels[b])][:12]}\nspiking answer: "
+                     f"{names[answer][:12] if answer is not None else 'silent'}", fontsize=8)
+    fig.suptitle("spike raster: concept neurons (colour: prototype label) and label neurons", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

@@ -9,16 +9,19 @@ import time
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from neurocl import plots
-from neurocl.driver import Features, run_stream
+from neurocl.data.corruptions import corrupt
+from neurocl.driver import Features, evaluate_readouts, run_stream
 from neurocl.encoders import FeatureCache
 from neurocl.errors import NeuroclError
-from neurocl.io import write_json
+from neurocl.errors import ConfigError
+from neurocl.io import atomic_path, write_json
 from neurocl.memory import PrototypeMemory
 from neurocl.memory.analyzer import PrototypeAnalyzer
 from neurocl.runtime import seed_everything
@@ -46,14 +49,24 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     scenario = build(cfg.scenario)
     scenario.class_sequence(splits.num_classes)
     memory = build(cfg.memory, dim=encoder.dim, num_classes=splits.num_classes)
+    if cfg.export_nir and not hasattr(memory, "to_nir"):
+        raise ConfigError("export_nir", True, f"{type(memory).__name__} is not a spiking network",
+                          "use memory=prototypes_snn or export_nir=false")
     logger = build(cfg.logger)
     cache = FeatureCache(cfg.paths.cache_dir, enabled=cfg.cache.enabled)
     train = Features(cache.features(encoder, splits.train, splits.name, "train"), splits.train.labels)
     test = Features(cache.features(encoder, splits.test, splits.name, "test"), splits.test.labels)
+    # Corrupted test sets: the same images for every seed (corruption seed 0), so their features are cached once.
+    test_sets = {"clean": test}
+    for name, condition in cfg.conditions.items():
+        corrupted = corrupt(splits.test, **condition)
+        test_sets[name] = Features(cache.features(encoder, corrupted, splits.name, f"test-{name}"), corrupted.labels)
     encode_s = time.perf_counter() - start
     stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)
     results = run_stream(stream, memory, train, test, splits.num_classes, logger, seed=cfg.seed,
                          observe_batch_size=cfg.observe_batch_size, eval_batch_size=cfg.eval_batch_size)
+    readouts = memory.readouts() if hasattr(memory, "readouts") else {"memory": memory.predict}
+    results["conditions"] = evaluate_readouts(readouts, test_sets, cfg.eval_batch_size)
     results.update(config=OmegaConf.to_container(cfg, resolve=True), encode_s=encode_s,
                    feature_cache={"hits": cache.hits, "misses": cache.misses},
                    wall_s=time.perf_counter() - start)
@@ -61,6 +74,15 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         analyzer = PrototypeAnalyzer(memory.store, observed_samples=len(train.y))
         results["prototype_stats"] = analyzer.stats()
         plots.prototype_map(*analyzer.map_2d(), output_dir / "prototype_map.png", splits.class_names)
+    if hasattr(memory, "spike_record"):
+        few = torch.arange(0, len(test.y), max(1, len(test.y) // 4))[:4]  # queries spread over the experiences
+        plots.spike_raster(*memory.spike_record(test.x[few]), test.y[few], output_dir / "spike_raster.png",
+                           splits.class_names, dt_ms=1e3 * memory.dt)
+    if cfg.export_nir:
+        import nir
+
+        with atomic_path(output_dir / "network.nir") as tmp:
+            nir.write(tmp, memory.to_nir())
     write_json(output_dir / "results.json", results)
     plots.accuracy_matrix(results["R"], output_dir / "accuracy_matrix.png",
                           f"{splits.name} / {cfg.memory._target_.rsplit('.', 1)[-1]}: "

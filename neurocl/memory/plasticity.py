@@ -85,15 +85,24 @@ def reward_stdp_step(z_pre: torch.Tensor, z_post: torch.Tensor, state: RewardSTD
     return RewardSTDPState(trace_pre, trace_post, eligibility)
 
 
-def reward_stdp_update(w: torch.Tensor, state: RewardSTDPState, reward: torch.Tensor,
+def reward_stdp_change(state: RewardSTDPState, reward: torch.Tensor,
                        p: RewardSTDPParameters = RewardSTDPParameters()) -> torch.Tensor:
-    """The weights (N_post, N_pre) after the batch's rewards (B,) act on its eligibility traces."""
-    if p.reward_modulation:
-        change = torch.einsum("b,bij->ij", reward.to(state.eligibility.dtype), state.eligibility)
-    else:
-        change = state.eligibility.sum(dim=0)
-    w = torch.clamp(w + p.lr * change, p.w_min, p.w_max)
+    """Each query's weight change (B, N_post, N_pre) once its reward (B,) is known."""
+    if not p.reward_modulation:
+        return p.lr * state.eligibility
+    return p.lr * reward.to(state.eligibility.dtype)[:, None, None] * state.eligibility
+
+
+def bound_weights(w: torch.Tensor, p: RewardSTDPParameters = RewardSTDPParameters()) -> torch.Tensor:
+    """Hard bounds, then at most `max_incoming` (L1) into each postsynaptic neuron (a row of w)."""
+    w = torch.clamp(w, p.w_min, p.w_max)
     if p.max_incoming is not None:
-        incoming = w.abs().sum(dim=1, keepdim=True)
+        incoming = w.abs().sum(dim=-1, keepdim=True)
         w = w * torch.clamp(p.max_incoming / incoming.clamp(min=1e-12), max=1.0)
     return w
+
+
+def reward_stdp_update(w: torch.Tensor, state: RewardSTDPState, reward: torch.Tensor,
+                       p: RewardSTDPParameters = RewardSTDPParameters()) -> torch.Tensor:
+    """Shared weights (N_post, N_pre) after the batch's rewards (B,) act on its eligibility traces."""
+    return bound_weights(w + reward_stdp_change(state, reward, p).sum(dim=0), p)

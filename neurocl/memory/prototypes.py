@@ -37,7 +37,8 @@ class PrototypeMemory:
         scores = torch.einsum("nk,nkc->nc", weights.float(), counts / counts.sum(dim=2, keepdim=True))
         seen = torch.from_numpy(store.label_counts[store.ids].sum(axis=0) > 0)
         scores[:, ~seen] = float("-inf")
-        return prediction_from_scores(scores, {"prototype_ids": torch.from_numpy(ids)})
+        confidence = scores.max(dim=1).values.clamp(min=0)  # the winner's share of the vote
+        return prediction_from_scores(scores, {"prototype_ids": torch.from_numpy(ids), "confidence": confidence})
 
     def state_dict(self) -> dict:
         return self.store.state_dict()

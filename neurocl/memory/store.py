@@ -69,6 +69,9 @@ class PrototypeStore:
         self.rng = np.random.default_rng(seed)
         self.step = self.since_maintenance = self.since_refresh = 0
         self.events = {"merges": 0, "splits": 0, "prunes": 0, "refreshes": 0, "founded": 0, "updates": 0}
+        # Objects that keep per-slot state in step with the store (the spiking memory's synapses):
+        # each gets founded(j, label), merged(i, k, n_i, n_k) and copied(source, target).
+        self.listeners = []
         self._allocate(0)
 
     # -- slots -------------------------------------------------------------------------------
@@ -175,6 +178,8 @@ class PrototypeStore:
         if self.directions is not None:
             self.directions[j], self.direction_var[j] = 0, 0
         self.events["founded"] += 1
+        for listener in self.listeners:
+            listener.founded(j, label)
         return j
 
     def _absorb(self, j: int, x, z, similarity: float, label: int, sample_id: int):
@@ -255,6 +260,8 @@ class PrototypeStore:
 
     def _merge_into(self, i: int, k: int, similarity: float):
         ni, nk = self.counts[i], self.counts[k]
+        for listener in self.listeners:
+            listener.merged(i, k, int(ni), int(nk))
         n = ni + nk
         self.means[i] = (ni * self.means[i].astype(np.float32) + nk * self.means[k].astype(np.float32)) / n
         # pooled spread plus the Ward term: members now also sit n_k/n (n_i/n) of the gap from the mean
@@ -280,6 +287,8 @@ class PrototypeStore:
                 a = getattr(self, name)
                 if a is not None:
                     a[k] = a[j]
+            for listener in self.listeners:
+                listener.copied(int(j), k)
             half = self.counts[j] // 2
             self.counts[k], self.counts[j] = self.counts[j] - half, half
             self.label_counts[k] = self.label_counts[j] // 2
