@@ -26,6 +26,20 @@ from neurocl.io import atomic_path
 
 COLUMNS = ["A_last", "Abar", "forgetting_chaudhry", "forgetting_avalanche", "BWT", "FWT",
            "prototypes", "memory_MB", "wall_s"]
+SPIKING = ["spikes/query", "SNN pJ/query", "dense pJ/query"]  # present for spiking memories
+DIGITS = {"wall_s": 1, "prototypes": 0, "memory_MB": 2, "spikes/query": 1, "SNN pJ/query": 0, "dense pJ/query": 0}
+
+
+def condition_columns(conditions: dict) -> dict:
+    """Accuracy per test condition and readout, calibration (ECE) and AURC on clean data per readout.
+    Empty when a run has nothing beyond one readout on clean data (A_last already says it)."""
+    readouts = conditions.get("clean", {})
+    if len(conditions) <= 1 and len(readouts) <= 1:
+        return {}
+    out = {f"{c} {r}": m["accuracy"] for c, by_readout in conditions.items() for r, m in by_readout.items()}
+    out.update({f"ECE {r}": m["ece"] for r, m in readouts.items()})
+    out.update({f"AURC {r}": m["aurc"] for r, m in readouts.items()})
+    return out
 
 
 def load_runs(directories) -> list[dict]:
@@ -39,9 +53,21 @@ def load_runs(directories) -> list[dict]:
             row["prototypes"] = data["memory_stats"].get("prototypes", float("nan"))
             row["memory_MB"] = data["memory_stats"]["memory_bytes"] / 2**20
             row["wall_s"] = data["wall_s"]
+            if "energy" in data["memory_stats"]:
+                stats = data["memory_stats"]
+                row.update({"spikes/query": stats["spikes_per_query"],
+                            "SNN pJ/query": stats["energy"]["snn_pJ_per_query"],
+                            "dense pJ/query": stats["energy"]["dense_pJ_per_query"]})
+            row.update(condition_columns(data.get("conditions", {})))
             setting = " ".join(o for o in overrides if not o.startswith("seed=")) or "(defaults)"
             runs.append({"setting": setting, "seed": data["config"]["seed"], **row})
     return runs
+
+
+def columns_of(runs: list[dict]) -> list[str]:
+    """COLUMNS, then whatever else the runs report (spiking, conditions), in first-seen order."""
+    extra = [k for run in runs for k in run if k not in ("setting", "seed") and k not in COLUMNS]
+    return COLUMNS + list(dict.fromkeys(extra))
 
 
 def table(runs: list[dict]) -> list[dict]:
@@ -51,21 +77,21 @@ def table(runs: list[dict]) -> list[dict]:
     rows = []
     for setting, members in groups.items():
         row = {"setting": setting, "seeds": len(members)}
-        for column in COLUMNS:
-            values = np.array([m[column] for m in members], dtype=float)
+        for column in columns_of(runs):
+            values = np.array([m.get(column, np.nan) for m in members], dtype=float)
             row[column] = (float(values.mean()), float(values.std()))
         rows.append(row)
     return sorted(rows, key=lambda row: -row["A_last"][0])
 
 
-def markdown(rows: list[dict]) -> str:
-    head = "| setting | seeds | " + " | ".join(COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
+def markdown(rows: list[dict], columns: list[str] = COLUMNS) -> str:
+    head = "| setting | seeds | " + " | ".join(columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 2)]
     for row in rows:
         cells = []
-        for column in COLUMNS:
+        for column in columns:
             mean, std = row[column]
-            digits = {"wall_s": 1, "prototypes": 0, "memory_MB": 2}.get(column, 4)
+            digits = DIGITS.get(column, 4)
             if np.isnan(mean):
                 cells.append("n/a")
             else:
@@ -74,12 +100,25 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tables(rows: list[dict]) -> str:
+    """The main table (with spike and energy columns for spiking memories), then test conditions if any."""
+    present = [c for c in rows[0] if c not in ("setting", "seeds")]
+    main = COLUMNS + [c for c in SPIKING if c in present]
+    text = markdown(rows, main)
+    conditions = [c for c in present if c not in main]
+    if conditions:
+        text += ("\nFinal memory on each test condition (accuracy), and calibration on clean data "
+                 "(ECE, AURC: lower is better), per readout:\n\n" + markdown(rows, conditions))
+    return text
+
+
 def write_csv(rows: list[dict], path: Path):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["setting", "seeds"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")])
+    columns = [c for c in rows[0] if c not in ("setting", "seeds")]
+    writer.writerow(["setting", "seeds"] + [f"{c}_{s}" for c in columns for s in ("mean", "std")])
     for row in rows:
-        writer.writerow([row["setting"], row["seeds"]] + [v for c in COLUMNS for v in row[c]])
+        writer.writerow([row["setting"], row["seeds"]] + [v for c in columns for v in row[c]])
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
 
@@ -132,7 +171,7 @@ def main(argv=None):
         parser.error(f"no results.json under {', '.join(map(str, args.sweeps))}: run a sweep first")
     rows = table(runs)
     out = args.out or args.sweeps[0]
-    text = markdown(rows)
+    text = tables(rows)
     write_text(out / "results.md", text)
     write_csv(rows, out / "results.csv")
     study_file = out / "study.yaml"

@@ -2,6 +2,7 @@ import gzip
 
 import numpy as np
 import pytest
+import torch
 
 from neurocl.data import Digits, FashionMNIST
 from neurocl.data.idx import read_idx, write_idx
@@ -58,3 +59,21 @@ def test_digits_split_is_fixed_and_stratified():
     assert a.train.images.shape[1:] == (1, 8, 8) and len(a.train) + len(a.test) == 1797
     assert np.array_equal(a.test.labels, b.test.labels)
     assert a.test.labels.bincount().min() >= 43
+
+
+def test_corruptions_change_images_not_labels():
+    from neurocl.data.base import ImageSplit
+    from neurocl.data.corruptions import corrupt
+
+    split = ImageSplit(torch.full((6, 1, 10, 10), 0.5), torch.arange(6))
+    noisy = corrupt(split, "gaussian_noise", 0.3)
+    assert torch.equal(noisy.labels, split.labels) and 0 <= noisy.images.min() and noisy.images.max() <= 1
+    assert (noisy.images - split.images).abs().mean() > 0.1
+    assert torch.equal(corrupt(split, "gaussian_noise", 0.3).images, noisy.images)  # same seed, same images
+    occluded = corrupt(split, "occlusion", 0.4)
+    assert ((occluded.images == 0).sum(dim=(1, 2, 3)) == 16).all()  # one 4 x 4 square per image
+    assert torch.equal(split.images, torch.full((6, 1, 10, 10), 0.5))  # the original is untouched
+    with pytest.raises(ConfigError, match="kind"):
+        corrupt(split, "blur", 0.3)
+    with pytest.raises(ConfigError, match="severity"):
+        corrupt(split, "occlusion", 0.0)

@@ -58,3 +58,15 @@ def test_per_class_accuracy_and_abstentions_count_as_wrong():
     per_class = metrics.per_class_accuracy(predicted, targets, 4)
     assert per_class[0] == pytest.approx(0.5) and per_class[1] == pytest.approx(1 / 3)
     assert np.isnan(per_class[2]) and np.isnan(per_class[3])
+
+
+def test_calibration_error_and_risk_coverage_by_hand():
+    confidence = np.array([0.9, 0.9, 0.6, 0.6])
+    correct = np.array([1, 1, 1, 0])
+    # bins: {0.9: accuracy 1.0} and {0.6: accuracy 0.5}, half the queries each
+    assert metrics.expected_calibration_error(confidence, correct, bins=10) == pytest.approx(0.5 * 0.1 + 0.5 * 0.1)
+    rc = metrics.risk_coverage(confidence, correct, coverage=0.5)
+    assert rc["accuracy_at_0.5_coverage"] == 1.0  # the two most confident are right
+    assert rc["aurc"] == pytest.approx(np.mean([0, 0, 0, 0.25]))
+    perfect = metrics.risk_coverage(np.array([0.9, 0.1]), np.array([1, 0]))
+    assert perfect["aurc"] < metrics.risk_coverage(np.array([0.1, 0.9]), np.array([1, 0]))["aurc"]

@@ -119,3 +119,28 @@ def test_results_are_strict_json_and_writes_are_atomic(tmp_path):
             raise RuntimeError("crash mid-write")
     assert json.loads((tmp_path / "r.json").read_text())["a"] == [1.0, None]  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_spiking_run_reports_conditions_raster_energy_and_exports_nir(tmp_path):
+    cfg = compose("experiment=digits_quick", "memory=prototypes_snn", "export_nir=true", "cache.enabled=false",
+                  "conditions=corrupted")
+    results = execute(cfg, tmp_path)
+    conditions = results["conditions"]
+    assert set(conditions) == {"clean", "gaussian_noise", "occlusion"}
+    for readouts in conditions.values():
+        assert set(readouts) == {"snn", "store_vote"}
+        assert {"accuracy", "ece", "aurc", "accuracy_at_0.8_coverage"} <= set(readouts["snn"])
+        assert readouts["snn"]["spikes_per_query"] > 0
+    assert conditions["clean"]["snn"]["accuracy"] == pytest.approx(results["metrics"]["A_last"], abs=0.02)
+    assert conditions["gaussian_noise"]["snn"]["accuracy"] < conditions["clean"]["snn"]["accuracy"]
+    assert "0.9 pJ" in results["memory_stats"]["energy"]["convention"]
+    assert (tmp_path / "spike_raster.png").read_bytes()[:4] == b"\x89PNG"
+    import nir
+
+    graph = nir.read(tmp_path / "network.nir")
+    assert graph.nodes["readout"].weight.shape == (10, results["memory_stats"]["concept_neurons"])
+
+
+def test_nir_export_needs_a_spiking_memory(tmp_path):
+    with pytest.raises(ConfigError, match="export_nir"):
+        execute(compose("experiment=digits_quick", "memory=ncm", "export_nir=true", "cache.enabled=false"), tmp_path)

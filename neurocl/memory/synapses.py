@@ -35,6 +35,7 @@ class ConceptSynapses:
         old = len(self.label)
         if capacity <= old:
             return
+        capacity = max(capacity, 2 * old, 64)  # grow geometrically: slots are founded one at a time
         for name in self.TENSORS:
             t = getattr(self, name)
             if t is not None:

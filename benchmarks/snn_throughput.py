@@ -1,0 +1,93 @@
+"""Queries/s of the spiking memory (prototypes_snn) against a bare Norse LIFCell loop of the same size.
+
+    python benchmarks/snn_throughput.py                       # the default neuron (lif), T=20
+    python benchmarks/snn_throughput.py neuron=alif memory.num_timesteps=5
+
+The memory is trained on the first `--train` samples of the default stream's cached features (the store
+capped at 5,000 prototypes as in the default), then answers test queries at batch 1, 256 and 1024. The
+bare loop runs Norse's LIFCell for the same T on B x top_k concept neurons and B x C label neurons with
+the same gathered concept->label product: no search, no gathering, no recurrence. The ratio says what the
+memory's own work costs on top of the neurons themselves.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from norse.torch import LIFCell
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stream_loop import machine  # noqa: E402
+
+from neurocl.encoders import FeatureCache  # noqa: E402
+from neurocl.memory.spiking import base_parameters  # noqa: E402
+from neurocl.run import build  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCHES = (1, 256, 1024)
+
+
+def queries_per_second(fn, batch: int, budget_s: float = 3.0) -> float:
+    fn()  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < budget_s or done == 0:
+        fn()
+        done += batch
+    return done / (time.perf_counter() - start)
+
+
+def bare_lif_loop(batch: int, k: int, num_classes: int, steps: int, p):
+    concept, label = LIFCell(p), LIFCell(p)
+    currents = torch.rand(batch, k)
+    weights = torch.rand(batch, k, num_classes)
+
+    def run():
+        with torch.no_grad():
+            s_concept = s_label = None
+            for _ in range(steps):
+                z, s_concept = concept(currents, s_concept)
+                _, s_label = label(torch.einsum("bk,bkc->bc", z, weights), s_label)
+    return run
+
+
+def main(argv: list[str]):
+    train_n = 10_000
+    if argv and argv[0].startswith("--train="):
+        train_n, argv = int(argv[0].split("=")[1]), argv[1:]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["memory=prototypes_snn", *argv])
+    splits = build(cfg.dataset).load()
+    encoder = build(cfg.encoder)
+    cache = FeatureCache(cfg.paths.cache_dir)
+    train_x = cache.features(encoder, splits.train, splits.name, "train")[:train_n]
+    test_x = cache.features(encoder, splits.test, splits.name, "test")
+    memory = build(cfg.memory, dim=encoder.dim, num_classes=splits.num_classes)
+    train_y = splits.train.labels[:train_n]
+    start = time.perf_counter()
+    for i in range(0, train_n, 1024):
+        memory.observe(train_x[i:i + 1024], train_y[i:i + 1024])
+    train_s = time.perf_counter() - start
+    rows = []
+    p = base_parameters(memory.neuron)
+    for batch in BATCHES:
+        queries = test_x[:batch]
+        snn = queries_per_second(lambda: memory.predict(queries), batch)
+        bare = queries_per_second(bare_lif_loop(batch, memory.top_k, splits.num_classes, memory.num_timesteps, p),
+                                  batch)
+        rows.append({"batch": batch, "snn_queries_per_s": snn, "bare_lifcell_queries_per_s": bare,
+                     "snn_over_bare": snn / bare})
+    report = {"machine": machine(), "device": "cpu",
+              "neuron": type(memory.neuron).__name__, "num_timesteps": memory.num_timesteps, "top_k": memory.top_k,
+              "prototypes": len(memory.store), "train_samples": train_n, "train_s": train_s, "rows": rows}
+    print(json.dumps(report, indent=2))
+    print("\n| batch | prototypes_snn queries/s | bare Norse LIFCell loop queries/s | ratio |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['batch']} | {r['snn_queries_per_s']:,.0f} | {r['bare_lifcell_queries_per_s']:,.0f} | "
+              f"{r['snn_over_bare']:.3f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
