@@ -97,10 +97,12 @@ class SpikingPrototypeMemory(PrototypeMemory):
         scores = self._scores(record)
         silent = record.label_drive.sum(dim=1) == 0
         seen = torch.from_numpy(self.store.label_counts[self.store.ids].sum(axis=0) > 0)
+        scores[:, ~seen] = 0.0
+        # Spike-count confidence: the winner's share of the label spikes (of the label input when none spiked).
+        confidence = scores.max(dim=1).values / scores.sum(dim=1).clamp(min=1e-12)
         scores[:, ~seen] = float("-inf")
         scores[silent] = float("-inf")  # no concept neuron reached a label: abstain
         counts = record.label_counts
-        confidence = counts.max(dim=1).values / counts.sum(dim=1).clamp(min=1)
         self._count(record, slots)
         spikes = record.concept_spikes.sum(dim=(0, 2)) + counts.sum(dim=1)
         return prediction_from_scores(scores, {"prototype_ids": slots, "confidence": confidence,
