@@ -37,6 +37,7 @@ bench: setup
 	$(PY) benchmarks/stream_loop.py
 	$(PY) benchmarks/prototype_index.py
 	$(PY) benchmarks/slda_vs_avalanche.py dataset.train_size=6000
+	$(PY) benchmarks/snn_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,11 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from neurocl import plots
-from neurocl.data.corruptions import corrupt
+from neurocl.data.corruptions import corrupt_condition
 from neurocl.driver import Features, evaluate_readouts, run_stream
 from neurocl.encoders import FeatureCache
-from neurocl.errors import NeuroclError
-from neurocl.errors import ConfigError
+from neurocl.errors import ConfigError, NeuroclError
 from neurocl.io import atomic_path, write_json
 from neurocl.memory import PrototypeMemory
 from neurocl.memory.analyzer import PrototypeAnalyzer
@@ -59,7 +58,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     # Corrupted test sets: the same images for every seed (corruption seed 0), so their features are cached once.
     test_sets = {"clean": test}
     for name, condition in cfg.conditions.items():
-        corrupted = corrupt(splits.test, **condition)
+        corrupted = corrupt_condition(splits.test, name, condition)
         test_sets[name] = Features(cache.features(encoder, corrupted, splits.name, f"test-{name}"), corrupted.labels)
     encode_s = time.perf_counter() - start
     stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)

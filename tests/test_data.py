@@ -77,3 +77,12 @@ def test_corruptions_change_images_not_labels():
         corrupt(split, "blur", 0.3)
     with pytest.raises(ConfigError, match="severity"):
         corrupt(split, "occlusion", 0.0)
+
+
+def test_a_condition_with_a_misspelt_key_is_named():
+    from neurocl.data.base import ImageSplit
+    from neurocl.data.corruptions import corrupt_condition
+
+    split = ImageSplit(torch.zeros(2, 1, 4, 4), torch.arange(2))
+    with pytest.raises(ConfigError, match="conditions.noise"):
+        corrupt_condition(split, "noise", {"kind": "gaussian_noise", "severty": 0.3})

@@ -126,3 +126,8 @@ def test_bad_input_and_config_are_named():
             memory.predict(x_bad)
         with pytest.raises(DataError, match="NaN or inf"):
             memory.observe(x_bad, y[:4])
+
+
+def test_an_unknown_neuron_model_is_named():
+    with pytest.raises(ConfigError, match="neuron"):
+        SpikingPrototypeMemory(16, 4, neuron={"tau": 1.0}, backend="exact")

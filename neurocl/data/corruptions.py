@@ -28,3 +28,12 @@ def corrupt(split: ImageSplit, kind: str, severity: float, seed: int = 0) -> Ima
         cols = (torch.arange(W)[None, :] >= left[:, None]) & (torch.arange(W)[None, :] < left[:, None] + side)
         images[(rows[:, :, None] & cols[:, None, :])[:, None].expand_as(images)] = 0.0
     return ImageSplit(images, split.labels)
+
+
+def corrupt_condition(split: ImageSplit, name: str, condition) -> ImageSplit:
+    """`corrupt` from a config entry {kind, severity}, with its unknown or missing keys named."""
+    keys = set(condition)
+    if keys != {"kind", "severity"}:
+        raise ConfigError(f"conditions.{name}", dict(condition), f"needs exactly the keys kind and severity, "
+                          f"got {sorted(keys)}", f"set conditions.{name}={{kind: gaussian_noise, severity: 0.3}}")
+    return corrupt(split, condition["kind"], condition["severity"])

@@ -30,7 +30,8 @@ from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
 from neurocl.memory.plasticity import (RewardSTDPParameters, check_parameters, reward_stdp_change,
                                        reward_stdp_initial_state, reward_stdp_step)
 from neurocl.memory.prototypes import PrototypeMemory
-from neurocl.memory.spiking import ParametricLIFParameters, base_parameters, check_timesteps, simulate
+from neurocl.memory.spiking import (ParametricLIFParameters, base_parameters, check_timesteps, initial_state,
+                                   simulate)
 from neurocl.memory.synapses import ConceptSynapses
 
 # Energy conventions (45 nm): a synaptic operation 0.9 pJ (an accumulate), a multiply-accumulate 4.6 pJ
@@ -49,7 +50,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         check_timesteps(num_timesteps)
         if input_gain <= 0:
             raise ConfigError("memory.input_gain", input_gain, "must be positive", "set memory.input_gain=2.0")
-        base_parameters(neuron)._fields  # a Norse parameter tuple, or fail here
+        initial_state(neuron, (0,), torch.zeros(0))  # a neuron model we can step, or a ConfigError naming it
         self.neuron, self.label_neuron = neuron, base_parameters(neuron)
         self.plif = isinstance(neuron, ParametricLIFParameters)
         self.num_timesteps, self.input_gain, self.dt = num_timesteps, input_gain, dt

@@ -50,14 +50,14 @@ def base_parameters(p):
 def initial_state(p, shape, like: torch.Tensor):
     """Norse's resting state for the model that `p` parameterises."""
     p = base_parameters(p)
+    if not isinstance(p, (LSNNParameters, LIFParameters)):
+        raise ConfigError("neuron", type(p).__name__, "is not a neuron model the spiking memory knows",
+                          "use neuron=lif, neuron=alif or neuron=plif")
     v = torch.full(shape, float(p.v_leak), dtype=like.dtype, device=like.device)
     zeros = torch.zeros(shape, dtype=like.dtype, device=like.device)
     if isinstance(p, LSNNParameters):
         return LSNNFeedForwardState(v=v, i=zeros, b=zeros)
-    if isinstance(p, LIFParameters):
-        return LIFFeedForwardState(v=v, i=zeros)
-    raise ConfigError("neuron", type(p).__name__, "is not a neuron model the spiking memory knows",
-                      "use neuron=lif, neuron=alif or neuron=plif")
+    return LIFFeedForwardState(v=v, i=zeros)
 
 
 def neuron_step(p):
