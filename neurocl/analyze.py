@@ -36,9 +36,11 @@ def condition_columns(conditions: dict) -> dict:
     readouts = conditions.get("clean", {})
     if len(conditions) <= 1 and len(readouts) <= 1:
         return {}
-    out = {f"{c} {r}": m["accuracy"] for c, by_readout in conditions.items() for r, m in by_readout.items()}
-    out.update({f"ECE {r}": m["ece"] for r, m in readouts.items()})
-    out.update({f"AURC {r}": m["aurc"] for r, m in readouts.items()})
+    own = next(iter(readouts), None)  # the memory's own answer comes first; others are named
+    name = lambda prefix, readout: prefix if readout == own else f"{prefix} {readout}"
+    out = {name(c, r): m["accuracy"] for c, by_readout in conditions.items() for r, m in by_readout.items()}
+    out.update({name("ECE", r): m["ece"] for r, m in readouts.items()})
+    out.update({name("AURC", r): m["aurc"] for r, m in readouts.items()})
     return out
 
 
@@ -61,6 +63,21 @@ def load_runs(directories) -> list[dict]:
             row.update(condition_columns(data.get("conditions", {})))
             setting = " ".join(o for o in overrides if not o.startswith("seed=")) or "(defaults)"
             runs.append({"setting": setting, "seed": data["config"]["seed"], **row})
+    return runs
+
+
+def shared_overrides(runs: list[dict]) -> list[str]:
+    """Overrides that every run has (said once above the table, not in every row)."""
+    settings = [set(run["setting"].split()) for run in runs]
+    if len({run["setting"] for run in runs}) < 2:  # one setting: the row names it
+        return []
+    shared = set.intersection(*settings)
+    return [o for o in runs[0]["setting"].split() if o in shared]
+
+
+def drop_shared(runs: list[dict], shared: list[str]) -> list[dict]:
+    for run in runs:
+        run["setting"] = " ".join(o for o in run["setting"].split() if o not in shared) or "(shared only)"
     return runs
 
 
@@ -169,9 +186,10 @@ def main(argv=None):
     runs = load_runs(args.sweeps)
     if not runs:
         parser.error(f"no results.json under {', '.join(map(str, args.sweeps))}: run a sweep first")
-    rows = table(runs)
+    shared = shared_overrides(runs)
+    rows = table(drop_shared(runs, shared))
     out = args.out or args.sweeps[0]
-    text = tables(rows)
+    text = (f"Every row also has: `{' '.join(shared)}`.\n\n" if shared else "") + tables(rows)
     write_text(out / "results.md", text)
     write_csv(rows, out / "results.csv")
     study_file = out / "study.yaml"

@@ -47,3 +47,13 @@ def test_study_readme_and_reproducibility_table_are_generated(tmp_path):
 def test_analyze_without_runs_says_so(tmp_path):
     with pytest.raises(SystemExit):
         analyze.main([str(tmp_path)])
+
+
+def test_overrides_every_row_shares_are_said_once():
+    from neurocl.analyze import drop_shared, shared_overrides
+
+    runs = [{"setting": "memory=snn conditions=corrupted neuron=lif"}, {"setting": "memory=snn conditions=corrupted neuron=alif"}]
+    shared = shared_overrides(runs)
+    assert shared == ["memory=snn", "conditions=corrupted"]
+    assert [r["setting"] for r in drop_shared(runs, shared)] == ["neuron=lif", "neuron=alif"]
+    assert shared_overrides([{"setting": "memory=ncm"}, {"setting": "memory=ncm"}]) == []
