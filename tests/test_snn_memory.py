@@ -116,6 +116,8 @@ def test_bad_input_and_config_are_named():
         make(top_k=0)
     with pytest.raises(ConfigError, match="w_min"):
         make(label_plasticity={"w_min": 1.0, "w_max": 0.0})
+    with pytest.raises(ConfigError, match="unknown keys"):
+        make(recurrent_plasticity={"w_maxx": 1.0})
     memory = make()
     x, y = clusters()
     memory.observe(x, y)

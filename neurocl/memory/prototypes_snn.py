@@ -39,6 +39,17 @@ from neurocl.memory.synapses import ConceptSynapses
 PJ_PER_SOP, PJ_PER_MAC = 0.9, 4.6
 
 
+def plasticity_rule(key: str, options: dict | None, shared: dict) -> RewardSTDPParameters:
+    """A rule's parameters from its config dict; `shared` (lr, modulation, dt) come from the memory's own keys."""
+    options = dict(options or {})
+    allowed = set(RewardSTDPParameters._fields) - set(shared)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigError(f"memory.{key}", unknown, f"unknown keys; the rule takes {sorted(allowed)}",
+                          "remove or correct them (stdp_lr and reward_modulation are keys of the memory)")
+    return check_parameters(RewardSTDPParameters(**options, **shared))
+
+
 class SpikingPrototypeMemory(PrototypeMemory):
     def __init__(self, dim: int, num_classes: int, neuron, top_k: int = 10, temperature: float = 0.1,
                  num_timesteps: int = 20, input_gain: float = 2.0, recurrent: bool = True,
@@ -57,9 +68,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         self.reward_modulation, self.reward_correct, self.reward_wrong = reward_modulation, reward_correct, reward_wrong
         self.teacher_current = teacher_current
         shared = {"lr": stdp_lr, "reward_modulation": reward_modulation, "dt": dt}
-        self.label_rule = check_parameters(RewardSTDPParameters(**{**(label_plasticity or {}), **shared}))
-        self.recurrent_rule = (check_parameters(RewardSTDPParameters(**{**(recurrent_plasticity or {}), **shared}))
-                               if recurrent else None)
+        self.label_rule = plasticity_rule("label_plasticity", label_plasticity, shared)
+        self.recurrent_rule = plasticity_rule("recurrent_plasticity", recurrent_plasticity, shared) if recurrent else None
         self.synapses = ConceptSynapses(num_classes, initial_label_weight, recurrent_fan_in,
                                         float(neuron.lif.tau_mem_inv) if self.plif else None)
         self.store.listeners.append(self.synapses)
