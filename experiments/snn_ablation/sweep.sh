@@ -13,4 +13,6 @@ $PY -m neurocl.run --multirun memory=ncm conditions=corrupted hydra.sweep.dir=$O
 $PY -m neurocl.run --multirun $GRID memory.max_prototypes=5000 hydra.sweep.dir=$OUT/budget5000 &
 $PY -m neurocl.run --multirun $GRID memory.max_prototypes=200 hydra.sweep.dir=$OUT/budget200 &
 wait
-$PY -m neurocl.analyze $OUT/* --out experiments/snn_ablation
+# The memory exactly as configured (hnswlib backend, lif, T=20, reward on), for the bar
+$PY -m neurocl.run --multirun memory=prototypes_snn seed=0,1,2 hydra.sweep.dir=outputs/multirun/snn_default
+$PY -m neurocl.analyze $OUT/* outputs/multirun/snn_default --out experiments/snn_ablation
