@@ -35,10 +35,13 @@ class PrototypeMemory:
         weights = torch.softmax(torch.from_numpy(sims / self.temperature), dim=1)
         counts = torch.from_numpy(store.label_counts[ids].astype(np.float32))  # (n, k, C)
         scores = torch.einsum("nk,nkc->nc", weights.float(), counts / counts.sum(dim=2, keepdim=True))
-        seen = torch.from_numpy(store.label_counts[store.ids].sum(axis=0) > 0)
-        scores[:, ~seen] = float("-inf")
+        scores[:, ~self.known_classes()] = float("-inf")
         confidence = scores.max(dim=1).values.clamp(min=0)  # the winner's share of the vote
         return prediction_from_scores(scores, {"prototype_ids": torch.from_numpy(ids), "confidence": confidence})
+
+    def known_classes(self) -> torch.Tensor:
+        """(C,) bool: classes that some prototype holds samples of."""
+        return torch.from_numpy(self.store.label_counts[self.store.ids].sum(axis=0) > 0)
 
     def state_dict(self) -> dict:
         return self.store.state_dict()

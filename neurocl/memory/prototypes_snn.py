@@ -107,7 +107,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
             record = self._simulate(slots, currents)
         scores = self._scores(record)
         silent = record.label_drive.sum(dim=1) == 0
-        seen = torch.from_numpy(self.store.label_counts[self.store.ids].sum(axis=0) > 0)
+        seen = self.known_classes()
         scores[:, ~seen] = 0.0
         # Spike-count confidence: the winner's share of the label spikes (of the label input when none spiked).
         confidence = scores.max(dim=1).values / scores.sum(dim=1).clamp(min=1e-12)
@@ -150,8 +150,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         reward = torch.where(winner == labels, self.reward_correct, self.reward_wrong)
         reward[record.label_drive.sum(dim=1) == 0] = 0.0
         # No blame where the right answer was impossible: a class with no prototype yet (its first batch).
-        known = torch.from_numpy(self.store.label_counts[self.store.ids].sum(axis=0) > 0)
-        reward[~known[labels]] = 0.0
+        reward[~self.known_classes()[labels]] = 0.0
         B, K = slots.shape
         state = reward_stdp_initial_state(B, K, self.num_classes)
         for t in range(self.num_timesteps):
