@@ -1,5 +1,7 @@
 """Plots of results; each writes a PNG atomically."""
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -49,8 +51,9 @@ def prototype_map(points, labels, counts, path, class_names=None, title: str = "
 def study_summary(rows: list[dict], path, title: str = ""):
     """A_last and forgetting (Chaudhry) per setting, mean ± std over seeds, best A_last on top."""
     rows = sorted(rows, key=lambda r: r["A_last"][0])
-    names = [r["setting"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.9 + 0.32 * len(rows)), sharey=True)
+    names = [textwrap.fill(r["setting"].replace("memory.", ""), 55) for r in rows]  # long override lists wrap
+    lines = max(name.count("\n") + 1 for name in names)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.9 + 0.2 * (lines + 0.6) * len(rows)), sharey=True)
     for ax, column, label in ((axes[0], "A_last", "A_last (higher is better)"),
                               (axes[1], "forgetting_chaudhry", "forgetting, Chaudhry (lower is better)")):
         means = [r[column][0] for r in rows]
@@ -96,6 +99,29 @@ def spike_raster(record, slots, concept_labels, true_labels, path, class_names=N
         ax.set_title(f"true: {names[int(true_labels[b])][:12]}\nspiking answer: "
                      f"{names[answer][:12] if answer is not None else 'silent'}", fontsize=8)
     fig.suptitle("spike raster: concept neurons (colour: prototype label) and label neurons", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def readout_comparison(rows: list[dict], conditions: list[str], other: str, path, title: str = ""):
+    """Each setting's own readout against `other` (e.g. the store's vote) on the same prototypes, per condition.
+    Points above the diagonal: the memory's own answer is the better one."""
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    for i, condition in enumerate(conditions):
+        pairs = [(r[f"{condition} {other}"][0], r[condition][0]) for r in rows
+                 if not np.isnan(r[f"{condition} {other}"][0]) and not np.isnan(r[condition][0])]
+        if pairs:
+            x, y = zip(*pairs)
+            ax.scatter(x, y, s=18, alpha=0.75, color=plt.get_cmap("tab10")(i), label=condition)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"accuracy, {other} (same prototypes)", fontsize=8)
+    ax.set_ylabel("accuracy, the memory's own readout", fontsize=8)
+    ax.legend(fontsize=7, title="test condition", title_fontsize=7)
+    ax.set_title(title or f"own readout against {other}, one point per setting", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

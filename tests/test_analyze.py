@@ -57,3 +57,12 @@ def test_overrides_every_row_shares_are_said_once():
     assert shared == ["memory=snn", "conditions=corrupted"]
     assert [r["setting"] for r in drop_shared(runs, shared)] == ["neuron=lif", "neuron=alif"]
     assert shared_overrides([{"setting": "memory=ncm"}, {"setting": "memory=ncm"}]) == []
+
+
+def test_readout_comparison_plot(tmp_path):
+    from neurocl import plots
+
+    rows = [{"clean": (0.8, 0.0), "clean store_vote": (0.7, 0.0), "occlusion": (0.3, 0.0),
+             "occlusion store_vote": (float("nan"), 0.0)}]
+    plots.readout_comparison(rows, ["clean", "occlusion"], "store_vote", tmp_path / "r.png")
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
