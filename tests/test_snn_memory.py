@@ -133,3 +133,18 @@ def test_bad_input_and_config_are_named():
 def test_an_unknown_neuron_model_is_named():
     with pytest.raises(ConfigError, match="neuron"):
         SpikingPrototypeMemory(16, 4, neuron={"tau": 1.0}, backend="exact")
+
+
+def test_consolidated_neurons_do_not_learn():
+    memory = make(plastic_neurons="new")
+    x, y = clusters(spread=0.2)
+    stream(memory, x[y < 2], y[y < 2])
+    old = torch.from_numpy(memory.store.ids)
+    before = memory.synapses.state_dict()
+    stream_rows = (y == 2) | (y == 3)
+    memory.observe(x[stream_rows][:4], y[stream_rows][:4], experience=1)  # founds the first new neurons
+    memory._learn(x[stream_rows], y[stream_rows])
+    assert torch.equal(memory.synapses.label[old], before["label"][old])
+    assert torch.equal(memory.synapses.weight[old], before["weight"][old])
+    with pytest.raises(ConfigError, match="plastic_neurons"):
+        make(plastic_neurons="old")

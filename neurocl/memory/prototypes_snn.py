@@ -56,7 +56,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
                  recurrent_fan_in: int = 32, stdp_lr: float = 0.01, reward_modulation: bool = True,
                  reward_correct: float = 1.0, reward_wrong: float = -1.0, teacher_current: float = 1.0,
                  initial_label_weight: float = 0.5, label_plasticity: dict | None = None,
-                 recurrent_plasticity: dict | None = None, dt: float = 1e-3, **store_options):
+                 recurrent_plasticity: dict | None = None, plastic_neurons: str = "all", dt: float = 1e-3,
+                 **store_options):
         super().__init__(dim, num_classes, top_k, temperature, **store_options)
         check_timesteps(num_timesteps)
         if input_gain <= 0:
@@ -67,6 +68,10 @@ class SpikingPrototypeMemory(PrototypeMemory):
         self.num_timesteps, self.input_gain, self.dt = num_timesteps, input_gain, dt
         self.reward_modulation, self.reward_correct, self.reward_wrong = reward_modulation, reward_correct, reward_wrong
         self.teacher_current = teacher_current
+        if plastic_neurons not in ("all", "new"):
+            raise ConfigError("memory.plastic_neurons", plastic_neurons, "must be all or new",
+                              "set memory.plastic_neurons=all")
+        self.plastic_neurons = plastic_neurons
         shared = {"lr": stdp_lr, "reward_modulation": reward_modulation, "dt": dt}
         self.label_rule = plasticity_rule("label_plasticity", label_plasticity, shared)
         self.recurrent_rule = plasticity_rule("recurrent_plasticity", recurrent_plasticity, shared) if recurrent else None
@@ -75,7 +80,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         self.store.listeners.append(self.synapses)
         self.activity = {"queries": 0, "candidates": 0, "concept_spikes": 0.0, "label_spikes": 0.0, "sops": 0.0}
         self.plasticity = []  # one entry per experience: which label synapses learning touched
-        self._seen_classes, self._experience = set(), None
+        self._seen_classes, self._experience, self._experience_start = set(), None, 0
 
     # -- the network ---------------------------------------------------------------------------
     def _candidates(self, features: torch.Tensor):
@@ -155,14 +160,18 @@ class SpikingPrototypeMemory(PrototypeMemory):
         state = reward_stdp_initial_state(B, K, self.num_classes)
         for t in range(self.num_timesteps):
             state = reward_stdp_step(concept[t], label[t], state, self.label_rule)
-        change = reward_stdp_change(state, reward, self.label_rule).transpose(1, 2)  # (B, K, C)
+        # plastic_neurons=new: only concept neurons founded in this experience learn (older ones are consolidated)
+        plastic = (torch.from_numpy(self.store.age[slots.numpy()] >= self._experience_start)
+                   if self.plastic_neurons == "new" else torch.ones_like(slots, dtype=torch.bool))
+        change = reward_stdp_change(state, reward, self.label_rule).transpose(1, 2) * plastic[:, :, None]  # (B, K, C)
         self.synapses.add_label(slots, change, self.label_rule)
         self._log_change(slots, change)
         if self.recurrent_rule is not None:
             state = reward_stdp_initial_state(B, K, K)
             for t in range(self.num_timesteps):
                 state = reward_stdp_step(concept[t], concept[t], state, self.recurrent_rule)
-            self.synapses.add_recurrent(slots, reward_stdp_change(state, reward, self.recurrent_rule), self.recurrent_rule)
+            change = reward_stdp_change(state, reward, self.recurrent_rule) * plastic[:, :, None]  # (B, K_post, K_pre)
+            self.synapses.add_recurrent(slots, change, self.recurrent_rule)
 
     def _learn_tau(self, slots, log_tau, record, labels):
         """plif: one gradient step on each candidate's log membrane rate (surrogate gradients, Norse's SuperSpike)."""
@@ -174,7 +183,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         self.synapses.tau_mem_inv = updated.clamp(p.tau_mem_inv_min, min(p.tau_mem_inv_max, 1 / self.dt))
 
     def _start_experience(self, experience: int):
-        self._experience = experience
+        self._experience, self._experience_start = experience, self.store.step
         self.plasticity.append({"experience": experience, "old_classes": sorted(self._seen_classes),
                                 "abs_change_old": 0.0, "abs_change_new": 0.0, "changed": set()})
 
