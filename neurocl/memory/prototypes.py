@@ -1,53 +1,201 @@
-"""`memory=prototypes`: the prototype store read out by a top-k similarity vote.
+"""`memory=prototypes`: the prototype store and a readout chosen from the data as it streams.
 
-A query's score for class c is the softmax(similarity / temperature)-weighted
-share of c in the label histograms of its `top_k` nearest prototypes, all in
-the store's conditioned space.
+The store keeps prototypes (means, counts, label histograms) and, in its
+conditioner, the class means and the pooled within-class covariance. Three
+readouts use them (neurocl/memory/readouts.py): the top-k similarity vote
+(prototype evidence), a shared-covariance discriminant (class statistics),
+their blend, and Gaussian kernel ridge over the count-weighted prototypes.
+
+With `readout: auto` (the default) no setting is taken from a benchmark: a
+`holdout_fraction` of each experience's training samples is held out, every
+candidate (readout x shrinkage x bandwidth x ridge x blend weight) is fitted
+on everything else seen so far and scored on the held-out samples, the
+scores accumulate over the stream, and the best so far answers; then the
+held-out samples join the store. `readout: vote | lda | vote+lda |
+kernel_ridge` restricts the choice to one family (`vote` holds nothing out).
 """
 
 import numpy as np
 import torch
 
 from neurocl.errors import ConfigError
+from neurocl.memory import readouts
 from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
 from neurocl.memory.store import PrototypeStore
 
+READOUTS = ("auto", "vote", "lda", "vote+lda", "kernel_ridge")
+
 
 class PrototypeMemory:
-    def __init__(self, dim: int, num_classes: int, top_k: int = 10, temperature: float = 0.1, **store_options):
+    def __init__(self, dim: int, num_classes: int, top_k: int = 10, temperature: float = 0.1,
+                 readout: str = "vote", holdout_fraction: float = 0.2,
+                 lda_shrinkage: list[float] = (1e-3, 1e-2, 0.1, 0.3), blend_weights: list[float] = (0.25, 0.5, 0.75),
+                 kernel_bandwidths: list[float] = (0.5, 1.0, 2.0), ridge: list[float] = (1e-3, 1e-2, 0.1, 1.0),
+                 **store_options):
         if not isinstance(top_k, int) or top_k < 1:
             raise ConfigError("memory.top_k", top_k, "must be a positive integer", "set memory.top_k=10")
-        if temperature <= 0:
-            raise ConfigError("memory.temperature", temperature, "must be positive", "set memory.temperature=0.1")
+        if not isinstance(temperature, (int, float)) or temperature <= 0:
+            raise ConfigError("memory.temperature", temperature, "must be a positive number", "set memory.temperature=0.1")
+        if readout not in READOUTS:
+            raise ConfigError("memory.readout", readout, f"one of {READOUTS}", "set memory.readout=vote")
+        if not 0 < holdout_fraction < 1:
+            raise ConfigError("memory.holdout_fraction", holdout_fraction, "must be in (0, 1)",
+                              "set memory.holdout_fraction=0.2")
+        for key, values, low, high in (("lda_shrinkage", lda_shrinkage, 0, 1), ("blend_weights", blend_weights, 0, 1),
+                                       ("kernel_bandwidths", kernel_bandwidths, 0, float("inf")),
+                                       ("ridge", ridge, 0, float("inf"))):
+            if not len(values) or not all(isinstance(v, (int, float)) and low < v <= high for v in values):
+                raise ConfigError(f"memory.{key}", list(values), f"must list numbers in ({low:g}, {high:g}]",
+                                  f"leave memory.{key} at its default")
         self.dim, self.num_classes, self.top_k, self.temperature = dim, num_classes, top_k, temperature
+        self.readout, self.holdout_fraction = readout, holdout_fraction
+        self.grid = {"lda": [float(v) for v in lda_shrinkage], "blend": [float(v) for v in blend_weights],
+                     "bandwidth": [float(v) for v in kernel_bandwidths], "ridge": [float(v) for v in ridge]}
         self.store = PrototypeStore(dim, num_classes, **store_options)
+        self.generator = torch.Generator().manual_seed(int(store_options.get("seed", 0)))
+        self.held_out = []  # (features, labels, ids) of this experience, not yet in the store
+        self.held_out_seen = 0  # held-out samples scored so far
+        self.tallies = {}   # candidate -> held-out samples it answered right, over the stream
+        self.chosen = "vote"
+        self._fitted = None  # (the chosen readout's parameters,); None: stale
 
+    # -- learning ----------------------------------------------------------------------------
     def observe(self, features, labels, experience: int = 0, ids=None):
         check_batch(features, self.dim, labels, self.num_classes)
-        self.store.observe(features.float().numpy(), labels.numpy(), None if ids is None else np.asarray(ids))
+        ids = torch.arange(len(labels)) if ids is None else torch.as_tensor(ids)
+        if self.readout != "vote":
+            hold = torch.rand(len(labels), generator=self.generator) < self.holdout_fraction
+            self.held_out.append((features[hold], labels[hold], ids[hold]))
+            features, labels, ids = features[~hold], labels[~hold], ids[~hold]
+        if len(labels):
+            self.store.observe(features.float().numpy(), labels.numpy(), ids.numpy())
+        self._fitted = None
+
+    def _settle(self):
+        """Score every candidate on the held-out samples, absorb them, fit the best candidate."""
+        if self.held_out:
+            x = torch.cat([h[0] for h in self.held_out]).float()
+            y = torch.cat([h[1] for h in self.held_out])
+            ids = torch.cat([h[2] for h in self.held_out])
+            self.held_out = []
+            if len(self.store) and len(y):
+                self.held_out_seen += len(y)
+                for name, scores in self._candidate_scores(x).items():
+                    self.tallies[name] = self.tallies.get(name, 0) + int((scores.argmax(dim=1) == y).sum())
+            if len(y):
+                self.store.observe(x.numpy(), y.numpy(), ids.numpy())
+        if self.tallies:
+            self.chosen = max(self.tallies, key=self.tallies.__getitem__)  # the first listed wins a tie
+        self._fitted = (self._fit(self.chosen),)
+
+    # -- readouts ----------------------------------------------------------------------------
+    def _families(self) -> list[str]:
+        families = ["vote", "lda", "vote+lda", "kernel_ridge"] if self.readout == "auto" else [self.readout]
+        if self.store.conditioner.within is None:  # class statistics need conditioning=whiten
+            families = [f for f in families if "lda" not in f] or ["vote"]
+        return families
+
+    def _vote(self, x: torch.Tensor):
+        ids, sims = self.store.search(x.float().numpy(), self.top_k)
+        counts = torch.from_numpy(self.store.label_counts[ids].astype(np.float32))
+        return readouts.vote_scores(torch.from_numpy(sims).float(), counts, self.temperature), ids
+
+    def _lda(self, rho: float) -> readouts.LDAReadout:
+        c = self.store.conditioner
+        return readouts.fit_lda(torch.from_numpy(c.class_means), c.within_covariance(), rho)
+
+    def _posterior(self, scores: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(scores.masked_fill(~self.known_classes(), float("-inf")), dim=1)
+
+    def _kernel_systems(self):
+        """One normal-equation system per bandwidth, over the conditioned prototypes."""
+        ids = self.store.ids
+        z = torch.from_numpy(self.store.conditioned(ids))
+        counts = torch.from_numpy(self.store.counts[ids]).float()
+        labels = torch.from_numpy(self.store.label_counts[ids]).float()
+        shares = labels / labels.sum(dim=1, keepdim=True)
+        median = readouts.median_squared_distance(z)
+        for bandwidth in self.grid["bandwidth"]:
+            scale = bandwidth * median
+            yield bandwidth, scale, readouts.kernel_ridge_system(z, counts, shares, scale)
+
+    def _candidate_scores(self, x: torch.Tensor) -> dict:
+        families, out = self._families(), {}
+        vote, _ = self._vote(x)
+        if "vote" in families:
+            out["vote"] = vote
+        if "lda" in families or "vote+lda" in families:
+            for rho in self.grid["lda"]:
+                posterior = self._posterior(readouts.lda_scores(x, self._lda(rho)))
+                if "lda" in families:
+                    out[f"lda:{rho:g}"] = posterior
+                if "vote+lda" in families:
+                    for w in self.grid["blend"]:
+                        out[f"vote+lda:{rho:g}:{w:g}"] = (1 - w) * vote + w * posterior
+        if "kernel_ridge" in families:
+            z = torch.from_numpy(self.store.conditioner.transform(x.numpy()))
+            for bandwidth, scale, system in self._kernel_systems():
+                for lam in self.grid["ridge"]:
+                    fitted = readouts.solve_kernel_ridge(*system, scale, lam)
+                    out[f"kernel_ridge:{bandwidth:g}:{lam:g}"] = readouts.kernel_ridge_scores(z, fitted)
+        return out
+
+    def _fit(self, name: str):
+        family, *values = name.split(":")
+        values = [float(v) for v in values]
+        if family in ("lda", "vote+lda"):
+            return self._lda(values[0])
+        if family == "kernel_ridge":
+            for bandwidth, scale, system in self._kernel_systems():
+                if bandwidth == values[0]:
+                    return readouts.solve_kernel_ridge(*system, scale, values[1])
+        return None
 
     def predict(self, features) -> Prediction:
         check_batch(features, self.dim)
-        store = self.store
-        if len(store) == 0:
+        if len(self.store) == 0 and not self.held_out:
             return prediction_from_scores(torch.full((len(features), self.num_classes), float("-inf")))
-        ids, sims = store.backend.search(store.conditioner.transform(features.float().numpy()), self.top_k)
-        weights = torch.softmax(torch.from_numpy(sims / self.temperature), dim=1)
-        counts = torch.from_numpy(store.label_counts[ids].astype(np.float32))  # (n, k, C)
-        scores = torch.einsum("nk,nkc->nc", weights.float(), counts / counts.sum(dim=2, keepdim=True))
-        scores[:, ~self.known_classes()] = float("-inf")
-        confidence = scores.max(dim=1).values.clamp(min=0)  # the winner's share of the vote
+        if self._fitted is None:
+            self._settle()
+        family, *values = self.chosen.split(":")
+        fitted = self._fitted[0]
+        vote, ids = self._vote(features)
+        if family == "vote":
+            scores = vote
+        elif family == "lda":
+            scores = self._posterior(readouts.lda_scores(features, fitted))
+        elif family == "vote+lda":
+            w = float(values[1])
+            scores = (1 - w) * vote + w * self._posterior(readouts.lda_scores(features, fitted))
+        else:
+            z = torch.from_numpy(self.store.conditioner.transform(features.float().numpy()))
+            scores = readouts.kernel_ridge_scores(z, fitted)
+        known = self.known_classes()
+        scores[:, ~known] = float("-inf")
+        shares = scores[:, known].clamp(min=0)
+        confidence = shares.max(dim=1).values / shares.sum(dim=1).clamp(min=1e-12)  # the winner's share
         return prediction_from_scores(scores, {"prototype_ids": torch.from_numpy(ids), "confidence": confidence})
 
     def known_classes(self) -> torch.Tensor:
         """(C,) bool: classes that some prototype holds samples of."""
         return torch.from_numpy(self.store.label_counts[self.store.ids].sum(axis=0) > 0)
 
+    # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return self.store.state_dict()
+        if self._fitted is None and (self.held_out or len(self.store)):
+            self._settle()
+        return {**self.store.state_dict(), "readout": {"tallies": dict(self.tallies), "chosen": self.chosen,
+                                                       "held_out_seen": self.held_out_seen}}
 
     def load_state_dict(self, state: dict):
         self.store.load_state_dict(state)
+        self.tallies, self.chosen = dict(state["readout"]["tallies"]), state["readout"]["chosen"]
+        self.held_out_seen = state["readout"]["held_out_seen"]
+        self.held_out, self._fitted = [], None
 
     def stats(self) -> dict:
-        return {"prototypes": len(self.store), **self.store.events, "memory_bytes": self.store.nbytes}
+        out = {"prototypes": len(self.store), **self.store.events, "memory_bytes": self.store.nbytes,
+               "readout": self.chosen}
+        if self.tallies:
+            out["readout_holdout_accuracy"] = self.tallies[self.chosen] / self.held_out_seen
+        return out

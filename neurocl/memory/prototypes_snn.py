@@ -59,8 +59,11 @@ class SpikingPrototypeMemory(PrototypeMemory):
                  reward_correct: float = 1.0, reward_wrong: float = -1.0, teacher_current: float = 1.0,
                  initial_label_weight: float = 0.5, label_plasticity: dict | None = None,
                  recurrent_plasticity: dict | None = None, plastic_neurons: str = "all", dt: float = 1e-3,
-                 **store_options):
-        super().__init__(dim, num_classes, top_k, temperature, **store_options)
+                 readout: str = "vote", **store_options):
+        if readout != "vote":  # the network is this memory's readout; the store's vote is its comparison
+            raise ConfigError("memory.readout", readout, "the spiking memory reads out through its network",
+                              "leave memory.readout=vote with memory=prototypes_snn")
+        super().__init__(dim, num_classes, top_k, temperature, readout=readout, **store_options)
         check_timesteps(num_timesteps)
         if input_gain <= 0:
             raise ConfigError("memory.input_gain", input_gain, "must be positive", "set memory.input_gain=2.0")
@@ -86,8 +89,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
 
     # -- the network ---------------------------------------------------------------------------
     def _candidates(self, features: torch.Tensor):
-        store = self.store
-        ids, sims = store.backend.search(store.conditioner.transform(features.float().numpy()), self.top_k)
+        ids, sims = self.store.search(features.float().numpy(), self.top_k)
         sims = torch.from_numpy(sims).float()
         currents = self.input_gain * torch.exp((sims - sims[:, :1]) / self.temperature)
         return torch.from_numpy(ids), currents

@@ -5,17 +5,23 @@ Each prototype has a mean (in feature space), a count, a label histogram
 samples it absorbed, in the conditioned space), its founding step (age), its
 last use, and a reservoir of exemplar ids, the evidence behind it.
 
-observe: a sample goes to its nearest prototype when their conditioned
-cosine is >= similarity_threshold (and, with purity_gate, the prototype's
-majority label is the sample's); it moves the mean by EMA with rate
-max(momentum, 1 / count), an exact mean while the prototype is young.
-Otherwise it founds a new prototype.
+observe, a batch at a time as array operations: a sample joins its nearest
+indexed prototype when their conditioned cosine is >= similarity_threshold
+(and, with purity_gate, the prototype's majority label is the sample's).
+The samples that join nothing are leader-clustered in stream order: each
+founds a prototype unless an earlier founder of the batch (of its label) is
+within the threshold, which it then joins. A prototype that absorbs m samples
+moves its mean towards theirs with rate max(1 - (1 - momentum)^m, m / count):
+m EMA steps at once, an exact mean while the prototype is young. The
+whitening is refreshed when a class appears or the sample count has grown
+by refresh_growth since the last refresh.
 
 maintain (every maintenance_interval observations): merge pairs whose cosine
 is >= merge_threshold; split prototypes whose spread exceeds split_threshold
 along their principal direction (tracked by Oja's rule); then, while over
 max_prototypes, Ward-merge the cheapest pairs (cost n_i n_k / (n_i + n_k) *
-|z_i - z_k|^2) or prune the least used, oldest ones. Every merge, split and
+|z_i - z_k|^2), many disjoint pairs per pass, or prune the least used, oldest
+ones. After a batch, merge pairs are sought around the slots it touched. Every merge, split and
 prune is counted.
 """
 
@@ -38,8 +44,8 @@ class PrototypeStore:
     def __init__(self, dim: int, num_classes: int, similarity_threshold: float = 0.85, momentum: float = 0.1,
                  max_prototypes: int = 5000, maintenance_interval: int = 1000, merge_threshold: float | None = None,
                  split_threshold: float | None = None, over_budget: str = "merge", purity_gate: bool = True,
-                 conditioning: str = "whiten", shrinkage: float = 1e-2, projection_dim: int | None = None,
-                 refresh_interval: int = 5000, exemplars: int = 8, precision: str = "float32",
+                 conditioning: str = "whiten", shrinkage: float | str = "oas", projection_dim: int | None = None,
+                 refresh_growth: float = 2.0, exemplars: int = 8, precision: str = "float32",
                  backend: str = "hnswlib", backend_options: dict | None = None, seed: int = 0):
         for key, value, low, high in (("similarity_threshold", similarity_threshold, -1, 1),
                                       ("merge_threshold", merge_threshold, -1, 1), ("momentum", momentum, 1e-9, 1),
@@ -48,9 +54,12 @@ class PrototypeStore:
                 raise ConfigError(f"memory.{key}", value, f"must lie in [{low:g}, {high:g}]",
                                   f"set memory.{key} inside that range")
         for key, value in (("max_prototypes", max_prototypes), ("maintenance_interval", maintenance_interval),
-                           ("refresh_interval", refresh_interval), ("exemplars", exemplars)):
+                           ("exemplars", exemplars)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"memory.{key}", value, "must be a positive integer", f"set memory.{key} to e.g. 1000")
+        if not isinstance(refresh_growth, (int, float)) or refresh_growth <= 1:
+            raise ConfigError("memory.refresh_growth", refresh_growth, "must be a number above 1",
+                              "set memory.refresh_growth=2.0")
         if over_budget not in OVER_BUDGET:
             raise ConfigError("memory.over_budget", over_budget, f"one of {OVER_BUDGET}", "set memory.over_budget=merge")
         if precision not in ("float32", "float16"):
@@ -59,15 +68,16 @@ class PrototypeStore:
         self.threshold, self.momentum, self.max_prototypes = similarity_threshold, momentum, max_prototypes
         self.maintenance_interval, self.merge_threshold, self.split_threshold = (
             maintenance_interval, merge_threshold, split_threshold)
-        self.over_budget, self.purity_gate, self.refresh_interval = over_budget, purity_gate, refresh_interval
+        self.over_budget, self.purity_gate, self.refresh_growth = over_budget, purity_gate, refresh_growth
         self.num_exemplars, self.precision = exemplars, np.dtype(precision)
-        self.conditioner = Conditioner(dim, num_classes, conditioning, shrinkage, projection_dim)
+        self.conditioner = Conditioner(dim, num_classes, conditioning, shrinkage, projection_dim, seed)
         # backend_options holds one dict per backend; only the chosen backend's is used.
         self.backend_name = backend
         self.backend_options = dict((backend_options or {}).get(backend) or {}, seed=seed)
         self.backend = make_backend(backend, self.conditioner.out_dim, **self.backend_options)
         self.rng = np.random.default_rng(seed)
-        self.step = self.since_maintenance = self.since_refresh = 0
+        self.step = self.since_maintenance = 0
+        self.counts_at_refresh = np.zeros(num_classes, np.int64)  # class counts behind the whitening
         self.events = {"merges": 0, "splits": 0, "prunes": 0, "refreshes": 0, "founded": 0, "updates": 0}
         # Objects that keep per-slot state in step with the store (the spiking memory's synapses):
         # each gets founded(j, label), merged(i, k, n_i, n_k) and copied(source, target).
@@ -92,20 +102,20 @@ class PrototypeStore:
     ARRAYS = ("means", "counts", "label_counts", "spread", "age", "last_used", "uses", "exemplars", "active",
               "directions", "direction_var")
 
-    def _free_slot(self) -> int:
+    def _free_slots(self, count: int) -> np.ndarray:
+        """`count` inactive slots, lowest first; the arrays grow (doubling) when there are too few."""
         free = np.flatnonzero(~self.active)
-        if len(free):
-            return int(free[0])
-        old = len(self.active)
-        for name in self.ARRAYS:
-            a = getattr(self, name)
-            if a is not None:
-                grown = np.zeros((max(64, 2 * old),) + a.shape[1:], a.dtype)
-                if name == "exemplars":
-                    grown[:] = -1
-                grown[:old] = a
-                setattr(self, name, grown)
-        return old
+        if len(free) < count:
+            old = len(self.active)
+            size = max(64, 2 * old, old + count - len(free))
+            for name in self.ARRAYS:
+                a = getattr(self, name)
+                if a is not None:
+                    grown = np.full((size,) + a.shape[1:], -1 if name == "exemplars" else 0, a.dtype)
+                    grown[:old] = a
+                    setattr(self, name, grown)
+            free = np.flatnonzero(~self.active)
+        return free[:count]
 
     @property
     def ids(self) -> np.ndarray:
@@ -121,84 +131,139 @@ class PrototypeStore:
         return self.label_counts[ids].argmax(axis=-1)
 
     # -- observe -------------------------------------------------------------------------------
+    def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest prototypes of raw features x: (slot ids, conditioned cosines), -1 where fewer exist."""
+        return self.backend.search(self.conditioner.transform(x), k)
+
+    def _refresh_due(self) -> bool:
+        """Whitening follows the data: on the first batch, when a class appears, when the count has grown."""
+        c = self.conditioner
+        if c.refreshes == 0:
+            return True
+        new_class = ((c.class_counts > 0) & (self.counts_at_refresh == 0)).any()
+        return bool(new_class or c.class_counts.sum() >= self.refresh_growth * self.counts_at_refresh.sum())
+
     def observe(self, x: np.ndarray, y: np.ndarray, sample_ids: np.ndarray | None = None):
+        """Absorb a batch: joins, foundings and the budget, each as array operations over the batch."""
         if sample_ids is None:
             sample_ids = np.arange(self.step, self.step + len(x))
+        y, sample_ids = np.asarray(y, np.int64), np.asarray(sample_ids, np.int64)
         self.conditioner.update(x, y)
-        if self.conditioner.refreshes == 0 or self.since_refresh >= self.refresh_interval:
+        if self._refresh_due():
             self.refresh()
         z = self.conditioner.transform(x)
-        # With the purity gate a sample joins the nearest prototype of its own label among a few candidates.
-        near, sims = self.backend.search(z, CANDIDATES if self.purity_gate else 1)
-        fresh_ids, fresh_z, fresh_labels, touched = [], [], [], set()
-        for i in range(len(x)):
-            label, j, s = int(y[i]), -1, -np.inf
-            for cand, sim in zip(near[i].tolist(), sims[i].tolist()):
-                if cand >= 0 and (not self.purity_gate or self.majority(cand) == label):
-                    j, s = cand, sim
-                    break
-            if fresh_ids:  # prototypes founded in this batch are not in the index yet
-                fs = np.asarray(fresh_z) @ z[i]
-                if self.purity_gate:
-                    fs[np.asarray(fresh_labels) != label] = -np.inf
-                best = int(fs.argmax())
-                if fs[best] > s:
-                    j, s = fresh_ids[best], float(fs[best])
-            self.step += 1
-            if j >= 0:
-                self.last_used[j], self.uses[j] = self.step, self.uses[j] + 1
-            if j >= 0 and s >= self.threshold:
-                self._absorb(j, x[i], z[i], s, label, int(sample_ids[i]))
-                touched.add(j)
-                if j in fresh_ids:
-                    fresh_z[fresh_ids.index(j)] = self.conditioned(np.array([j]))[0]
-            else:
-                j = self._found(x[i], label, int(sample_ids[i]))
-                fresh_ids.append(j)
-                fresh_z.append(z[i])
-                fresh_labels.append(label)
-        changed = np.array(sorted(touched | set(fresh_ids)), np.int64)
-        self.backend.upsert(changed, self.conditioned(changed))
+        steps = self.step + 1 + np.arange(len(x))  # each sample's own step, as if observed one at a time
+        target, sims = self._nearest_own_label(z, y)
+        used = target >= 0
+        self.last_used[target[used]] = steps[used]
+        np.add.at(self.uses, target[used], 1)
+        join = used & (sims >= self.threshold)
+        leaders, members = self._leaders(z[~join], y[~join])
+        fresh = self._found_batch(x[~join][leaders], y[~join][leaders], sample_ids[~join][leaders], steps[~join][leaders])
+        # samples that would have joined a prototype founded earlier in the same batch join it now
+        target[np.flatnonzero(~join)] = fresh[members]
+        absorbed = join.copy()
+        absorbed[np.flatnonzero(~join)[~np.isin(np.arange(members.size), leaders)]] = True
+        z_fresh = self.conditioned(fresh)
+        sims[~join] = np.einsum("nd,nd->n", z[~join], z_fresh[members])
+        self._absorb_batch(target[absorbed], x[absorbed], z[absorbed], sims[absorbed], y[absorbed],
+                           sample_ids[absorbed])
+        self.step += len(x)
+        touched = np.unique(target)
+        self.backend.upsert(touched, self.conditioned(touched))
+        self.enforce_budget(among=touched)  # the budget holds after every batch, not only after maintenance
         self.since_maintenance += len(x)
-        self.since_refresh += len(x)
         if self.since_maintenance >= self.maintenance_interval:
             self.maintain()
-        self.enforce_budget()  # the budget holds after every batch, not only after maintenance
 
-    def _found(self, x, label: int, sample_id: int) -> int:
-        j = self._free_slot()
-        self.means[j], self.counts[j], self.spread[j] = x, 1, 0.0
-        self.label_counts[j] = 0
-        self.label_counts[j, label] = 1
-        self.age[j] = self.last_used[j] = self.step
-        self.uses[j] = 1
-        self.exemplars[j] = -1
-        self.exemplars[j, 0] = sample_id
-        self.active[j] = True
+    def _nearest_own_label(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample, the nearest indexed prototype it may join (of its own majority label with the
+        purity gate), and their cosine; -1 and -inf where there is none among the candidates."""
+        near, sims = self.backend.search(z, CANDIDATES if self.purity_gate else 1)
+        if near.shape[1] == 0:  # an empty store
+            return np.full(len(z), -1, np.int64), np.full(len(z), -np.inf, np.float32)
+        ok = near >= 0
+        if self.purity_gate:
+            ok &= self.majority(np.maximum(near, 0)) == y[:, None]
+        first = ok.argmax(axis=1)
+        rows = np.arange(len(z))
+        found = ok[rows, first]
+        return np.where(found, near[rows, first], -1), np.where(found, sims[rows, first], -np.inf).astype(np.float32)
+
+    def _leaders(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Leader clustering of the samples that joined nothing: in stream order, a sample founds a
+        prototype unless it is within the threshold of an earlier founder of its label (of any label
+        without the purity gate). Returns the founders' rows and each row's founder (an index into them)."""
+        if not len(z):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        close = z @ z.T >= self.threshold
+        if self.purity_gate:
+            close &= y[:, None] == y[None, :]
+        founder = np.full(len(z), -1, np.int64)
+        leaders = []
+        for i in range(len(z)):
+            if founder[i] < 0:
+                founder[close[i] & (founder < 0)] = len(leaders)
+                founder[i] = len(leaders)
+                leaders.append(i)
+        return np.asarray(leaders, np.int64), founder
+
+    def _found_batch(self, x, labels, sample_ids, steps) -> np.ndarray:
+        slots = self._free_slots(len(x))
+        self.means[slots], self.counts[slots], self.spread[slots] = x, 1, 0.0
+        self.label_counts[slots] = 0
+        self.label_counts[slots, labels] = 1
+        self.age[slots] = self.last_used[slots] = steps
+        self.uses[slots] = 1
+        self.exemplars[slots] = -1
+        self.exemplars[slots, 0] = sample_ids
+        self.active[slots] = True
         if self.directions is not None:
-            self.directions[j], self.direction_var[j] = 0, 0
-        self.events["founded"] += 1
+            self.directions[slots], self.direction_var[slots] = 0, 0
+        self.events["founded"] += len(slots)
         for listener in self.listeners:
-            listener.founded(j, label)
-        return j
+            for j, label in zip(slots.tolist(), labels.tolist()):
+                listener.founded(j, label)
+        return slots
 
-    def _absorb(self, j: int, x, z, similarity: float, label: int, sample_id: int):
-        n = self.counts[j] + 1
-        rate = max(self.momentum, 1.0 / n)
+    def _absorb_batch(self, targets, x, z, similarity, labels, sample_ids):
+        """Each target's mean moves towards the mean of its new samples with rate
+        max(1 - (1 - momentum)^m, m / n): m EMA steps at once, an exact mean while the prototype is young."""
+        if not len(targets):
+            return
+        order = np.argsort(targets, kind="stable")  # stream order within each target
+        targets, x, z, similarity = targets[order], x[order], z[order], similarity[order]
+        labels, sample_ids = labels[order], sample_ids[order]
+        slots, start, m = np.unique(targets, return_index=True, return_counts=True)
+        if self.directions is not None:  # the principal direction needs each residual in turn
+            for j, xi in zip(targets.tolist(), x):
+                self._track_direction(j, xi)
+        n_old = self.counts[slots]
+        n = n_old + m
+        sums = np.add.reduceat(x.astype(np.float64), start, axis=0)
+        rate = np.maximum(1.0 - (1.0 - self.momentum) ** m, m / n)
+        old = self.means[slots].astype(np.float64)
+        self.means[slots] = old + rate[:, None] * (sums / m[:, None] - old)
+        self.spread[slots] = (n_old * self.spread[slots] + np.add.reduceat(1.0 - similarity, start)) / n
+        self.counts[slots] = n
+        np.add.at(self.label_counts, (targets, labels), 1)
+        # reservoir sampling of exemplars, in stream order: the i-th sample of a prototype takes a slot
+        # with probability E / i
+        rank = n_old[np.repeat(np.arange(len(slots)), m)] + np.arange(len(targets)) - np.repeat(start, m) + 1
+        slot = np.where(rank <= self.num_exemplars, rank - 1, (self.rng.random(len(rank)) * rank).astype(np.int64))
+        keep = slot < self.num_exemplars
+        self.exemplars[targets[keep], slot[keep]] = sample_ids[keep]
+        self.events["updates"] += len(targets)
+
+    def _track_direction(self, j: int, x):
+        """Oja's rule: principal direction of a prototype's residuals (only when splits are on)."""
         residual = x - self.means[j].astype(np.float32)
-        self.means[j] = self.means[j] + rate * residual
-        self.counts[j], self.label_counts[j, label] = n, self.label_counts[j, label] + 1
-        self.spread[j] += ((1.0 - similarity) - self.spread[j]) / n
-        slot = n - 1 if n <= self.num_exemplars else self.rng.integers(n)  # reservoir sampling
-        if slot < self.num_exemplars:
-            self.exemplars[j, slot] = sample_id
-        if self.directions is not None:  # Oja's rule: principal direction of the residuals
-            u = self.directions[j].astype(np.float32)
-            u = residual if not u.any() else u + 0.05 * float(residual @ u) * residual
-            self.directions[j] = u / max(np.linalg.norm(u), 1e-12)
-            proj = float(residual @ self.directions[j].astype(np.float32))
-            self.direction_var[j] += (proj * proj - self.direction_var[j]) / n
-        self.events["updates"] += 1
+        n = self.counts[j] + 1
+        u = self.directions[j].astype(np.float32)
+        u = residual if not u.any() else u + 0.05 * float(residual @ u) * residual
+        self.directions[j] = u / max(np.linalg.norm(u), 1e-12)
+        proj = float(residual @ self.directions[j].astype(np.float32))
+        self.direction_var[j] += (proj * proj - self.direction_var[j]) / n
 
     # -- maintenance ---------------------------------------------------------------------------
     def refresh(self):
@@ -206,7 +271,7 @@ class PrototypeStore:
         self.conditioner.refresh()
         ids = self.ids
         self.backend.rebuild(ids, self.conditioned(ids))
-        self.since_refresh = 0
+        self.counts_at_refresh = self.conditioner.class_counts.copy()
         self.events["refreshes"] += 1
 
     def maintain(self):
@@ -215,64 +280,72 @@ class PrototypeStore:
             self._merge_pairs(lambda cost, sim: sim >= self.merge_threshold, limit=None)
         if self.split_threshold is not None:
             self._split()
-        self.enforce_budget()
+            self.enforce_budget()
 
-    def enforce_budget(self):
+    def enforce_budget(self, among: np.ndarray | None = None):
+        """Merge (or prune) down to max_prototypes. With `among` (the slots a batch touched), merge pairs
+        are first sought around those slots only: the other prototypes' pairs were weighed before."""
         while len(self) > self.max_prototypes:
             excess = len(self) - self.max_prototypes
-            if self.over_budget == "prune" or not self._merge_pairs(lambda cost, sim: True, limit=excess):
-                self._prune(len(self) - self.max_prototypes)
+            if self.over_budget == "prune":
+                self._prune(excess)
+            elif not self._merge_pairs(lambda cost, sim: True, limit=excess, among=among):
+                if among is None:
+                    self._prune(excess)
+                among = None
 
-    def _candidate_pairs(self):
-        """(cost, similarity, i, k) for each prototype's nearest neighbours, cheapest Ward cost first."""
-        ids = self.ids
-        z = self.conditioned(ids)
-        near, sims = self.backend.search(z, CANDIDATES + 1)
+    def _candidate_pairs(self, among: np.ndarray | None = None):
+        """(cost, similarity, i, k) for each prototype's (each of `among`'s) nearest neighbours, cheapest
+        Ward cost first."""
+        ids = self.ids if among is None else among[self.active[among]]
+        near, sims = self.backend.search(self.conditioned(ids), CANDIDATES + 1)
         i = np.repeat(ids, near.shape[1])
         k, s = near.ravel(), sims.ravel()
-        keep = (k >= 0) & (i < k)
+        keep = (k >= 0) & (i != k)
         if self.purity_gate:
             keep &= self.majority(i) == self.majority(np.maximum(k, 0))
-        i, k, s = i[keep], k[keep], s[keep]
+        i, k, s = np.minimum(i, k)[keep], np.maximum(i, k)[keep], s[keep]
+        _, unique = np.unique(i * len(self.active) + k, return_index=True)
+        i, k, s = i[unique], k[unique], s[unique]
         ni, nk = self.counts[i], self.counts[k]
         cost = ni * nk / (ni + nk) * (2.0 - 2.0 * s)  # |z_i - z_k|^2 for unit vectors
         order = np.argsort(cost, kind="stable")
         return cost[order], s[order], i[order], k[order]
 
-    def _merge_pairs(self, accept, limit: int | None) -> int:
-        """Merge disjoint accepted pairs, cheapest first; returns how many."""
-        merged, used, changed, removed = 0, set(), [], []
-        for cost, sim, i, k in zip(*self._candidate_pairs()):
-            if limit is not None and merged >= limit:
+    def _merge_pairs(self, accept, limit: int | None, among: np.ndarray | None = None) -> int:
+        """Merge disjoint accepted pairs (reciprocal choices in one pass), cheapest first; returns how many."""
+        used, keep_i, keep_k, keep_s = set(), [], [], []
+        for cost, sim, i, k in zip(*(a.tolist() for a in self._candidate_pairs(among))):
+            if limit is not None and len(keep_i) >= limit:
                 break
-            i, k = int(i), int(k)
             if i in used or k in used or not accept(cost, sim):
                 continue
             used.update((i, k))
-            self._merge_into(i, k, float(sim))
-            changed.append(i)
-            removed.append(k)
-            merged += 1
-        self.backend.remove(np.array(removed, np.int64))
-        self.backend.upsert(np.array(changed, np.int64), self.conditioned(np.array(changed, np.int64)))
-        self.events["merges"] += merged
-        return merged
+            keep_i.append(i), keep_k.append(k), keep_s.append(sim)
+        if keep_i:
+            I, K = np.array(keep_i, np.int64), np.array(keep_k, np.int64)
+            self._merge_into(I, K, np.array(keep_s))
+            self.backend.remove(K)
+            self.backend.upsert(I, self.conditioned(I))
+        self.events["merges"] += len(keep_i)
+        return len(keep_i)
 
-    def _merge_into(self, i: int, k: int, similarity: float):
+    def _merge_into(self, i: np.ndarray, k: np.ndarray, similarity: np.ndarray):
+        """Merge each k into its i (disjoint pairs), all at once."""
         ni, nk = self.counts[i], self.counts[k]
         for listener in self.listeners:
-            listener.merged(i, k, int(ni), int(nk))
+            for a, b, na, nb in zip(i.tolist(), k.tolist(), ni.tolist(), nk.tolist()):
+                listener.merged(a, b, na, nb)
         n = ni + nk
-        self.means[i] = (ni * self.means[i].astype(np.float32) + nk * self.means[k].astype(np.float32)) / n
+        self.means[i] = (ni[:, None] * self.means[i].astype(np.float32) + nk[:, None] * self.means[k].astype(np.float32)) / n[:, None]
         # pooled spread plus the Ward term: members now also sit n_k/n (n_i/n) of the gap from the mean
         self.spread[i] = (ni * self.spread[i] + nk * self.spread[k]) / n + ni * nk / n**2 * (1.0 - similarity)
         self.label_counts[i] += self.label_counts[k]
-        pool = np.concatenate([self.exemplars[i][self.exemplars[i] >= 0], self.exemplars[k][self.exemplars[k] >= 0]])
-        pick = self.rng.permutation(len(pool))[: self.num_exemplars]
-        self.exemplars[i] = -1
-        self.exemplars[i, : len(pick)] = pool[pick]
+        pool = np.concatenate([self.exemplars[i], self.exemplars[k]], axis=1)  # a random E of both, -1 last
+        keys = np.where(pool >= 0, self.rng.random(pool.shape), np.inf)
+        self.exemplars[i] = np.take_along_axis(pool, np.argsort(keys, axis=1)[:, : self.num_exemplars], axis=1)
         self.counts[i], self.uses[i] = n, self.uses[i] + self.uses[k]
-        self.age[i], self.last_used[i] = min(self.age[i], self.age[k]), max(self.last_used[i], self.last_used[k])
+        self.age[i], self.last_used[i] = np.minimum(self.age[i], self.age[k]), np.maximum(self.last_used[i], self.last_used[k])
         self.active[k] = False
 
     def _split(self):
@@ -282,7 +355,7 @@ class PrototypeStore:
         for j in split:
             offset = np.sqrt(self.direction_var[j]) * self.directions[j].astype(np.float32)
             centre = self.means[j].astype(np.float32)
-            k = self._free_slot()
+            k = int(self._free_slots(1)[0])
             for name in self.ARRAYS:
                 a = getattr(self, name)
                 if a is not None:
@@ -314,7 +387,8 @@ class PrototypeStore:
         arrays = {name: getattr(self, name).copy() for name in self.ARRAYS if getattr(self, name) is not None}
         arrays.update({f"conditioner.{k}": v.copy() for k, v in self.conditioner.state_dict().items()
                        if isinstance(v, np.ndarray)})
-        meta = {"step": self.step, "since_maintenance": self.since_maintenance, "since_refresh": self.since_refresh,
+        meta = {"step": self.step, "since_maintenance": self.since_maintenance,
+                "counts_at_refresh": self.counts_at_refresh.tolist(),
                 "events": dict(self.events), "conditioner_refreshes": self.conditioner.refreshes}
         return {"arrays": arrays, "meta": meta}
 
@@ -327,7 +401,8 @@ class PrototypeStore:
                                           if k.startswith("conditioner.")})
         self.conditioner.refreshes = meta["conditioner_refreshes"]
         self.step, self.events = meta["step"], dict(meta["events"])
-        self.since_maintenance, self.since_refresh = meta["since_maintenance"], meta["since_refresh"]
+        self.since_maintenance = meta["since_maintenance"]
+        self.counts_at_refresh = np.asarray(meta["counts_at_refresh"], np.int64)
         if rebuild_index:
             ids = self.ids
             self.backend.rebuild(ids, self.conditioned(ids))

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The runs behind experiments/all_streams/README.md: every frozen-feature memory on every stream we have.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+OUT=outputs/multirun/all_streams
+declare -A STREAMS=([digits_eff]="dataset=digits encoder=efficientnet_lite0" [digits_px]="dataset=digits encoder=pixels"
+                    [fmnist_px]="encoder=pixels" [fmnist_eff]="encoder=efficientnet_lite0")
+for s in digits_eff digits_px fmnist_px fmnist_eff; do
+  $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes seed=0,1,2 hydra.sweep.dir=$OUT/$s/prototypes
+  $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes memory.readout=auto seed=0 hydra.sweep.dir=$OUT/$s/auto
+  $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=slda,ncm,knn seed=0 hydra.sweep.dir=$OUT/$s/closed_form
+done
+# RanPAC: one seed per stream (its 5,000 x 5,000 eigendecompositions take minutes per run on 2 cores);
+# on fmnist_eff its 3 seeds are those of experiments/split_fashion_mnist.
+for s in digits_eff digits_px fmnist_px; do
+  $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=ranpac seed=0 hydra.sweep.dir=$OUT/$s/ranpac
+done

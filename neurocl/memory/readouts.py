@@ -1,0 +1,84 @@
+"""Readouts of the prototype store: pure functions from what the store keeps to class scores.
+
+- vote: the softmax(similarity / temperature)-weighted label shares of a query's top-k prototypes
+  (prototype evidence, local: strong where classes are large and multimodal).
+- lda: class means and the pooled within-class covariance that the store's conditioner keeps
+  (class statistics, global: strong where classes are small), shrunk as
+  (1 - rho) Sigma + rho * mean_eig * I;  score_c(x) = x^T Lambda mu_c - mu_c^T Lambda mu_c / 2.
+- kernel ridge: a Gaussian kernel exp(-|z - p|^2 / (bandwidth * median |p_i - p_j|^2)) over the
+  conditioned prototypes, each weighted by its count, regressing its label shares:
+  min_beta sum_i n_i |k(p_i, L) beta - h_i / n_i|^2 + lam beta^T K_LL beta with landmarks L (all
+  prototypes up to MAX_LANDMARKS, else the most populated), which is exact kernel ridge when L is
+  every prototype. Cost O(n m^2), not O(n^3).
+
+Every function takes tensors and returns (N, C) scores; unseen classes are the caller's to mask.
+"""
+
+from typing import NamedTuple
+
+import torch
+
+MAX_LANDMARKS = 2000
+
+
+def vote_scores(similarities: torch.Tensor, label_counts: torch.Tensor, temperature: float) -> torch.Tensor:
+    """similarities (N, k), label_counts (N, k, C) of each query's top-k prototypes -> (N, C) vote shares."""
+    weights = torch.softmax(similarities / temperature, dim=1)
+    return torch.einsum("nk,nkc->nc", weights, label_counts / label_counts.sum(dim=2, keepdim=True).clamp(min=1))
+
+
+class LDAReadout(NamedTuple):
+    weights: torch.Tensor  # (d, C)
+    bias: torch.Tensor     # (C,)
+
+
+def fit_lda(class_means: torch.Tensor, within_covariance: torch.Tensor, rho: float) -> LDAReadout:
+    """Shared-covariance discriminant from class means (C, d) and the within-class covariance (d, d)."""
+    d = within_covariance.shape[0]
+    mean_eig = torch.trace(within_covariance) / d
+    shrunk = (1 - rho) * within_covariance + (rho * mean_eig + 1e-12) * torch.eye(d, dtype=within_covariance.dtype)
+    weights = torch.linalg.solve(shrunk, class_means.T)
+    return LDAReadout(weights.float(), (-0.5 * (class_means.T * weights).sum(dim=0)).float())
+
+
+def lda_scores(x: torch.Tensor, readout: LDAReadout) -> torch.Tensor:
+    return x.float() @ readout.weights + readout.bias
+
+
+class KernelRidgeReadout(NamedTuple):
+    landmarks: torch.Tensor  # (m, d') conditioned prototypes
+    coefficients: torch.Tensor  # (m, C)
+    scale: float  # bandwidth * median squared distance
+
+
+def kernel(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
+    """Gaussian kernel between unit vectors: |a - b|^2 = 2 - 2 a.b."""
+    return torch.exp(-(2.0 - 2.0 * a @ b.T).clamp(min=0) / scale)
+
+
+def median_squared_distance(z: torch.Tensor, max_points: int = 2000) -> float:
+    z = z[:max_points]
+    d2 = (2.0 - 2.0 * z @ z.T).clamp(min=0)
+    off = d2[~torch.eye(len(z), dtype=torch.bool)]
+    return float(off.median()) if len(off) else 1.0
+
+
+def kernel_ridge_system(prototypes: torch.Tensor, counts: torch.Tensor, shares: torch.Tensor, scale: float):
+    """The landmarks and the normal equations (A, B, K_LL) for one bandwidth; solve for any lam after."""
+    landmarks = prototypes[counts.argsort(descending=True)[:MAX_LANDMARKS]]
+    features = kernel(prototypes, landmarks, scale)  # (n, m)
+    weighted = features * counts[:, None]
+    A = (weighted.T @ features).double()
+    B = (weighted.T @ shares).double()
+    return landmarks, A, B, kernel(landmarks, landmarks, scale).double()
+
+
+def solve_kernel_ridge(landmarks, A, B, K_LL, scale: float, lam: float) -> KernelRidgeReadout:
+    m = len(landmarks)
+    jitter = 1e-8 * float(torch.trace(A)) / m
+    coefficients = torch.linalg.solve(A + lam * K_LL + jitter * torch.eye(m, dtype=A.dtype), B)
+    return KernelRidgeReadout(landmarks, coefficients.float(), scale)
+
+
+def kernel_ridge_scores(z: torch.Tensor, readout: KernelRidgeReadout) -> torch.Tensor:
+    return kernel(z, readout.landmarks, readout.scale) @ readout.coefficients
