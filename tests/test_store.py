@@ -191,3 +191,43 @@ def test_analyzer_statistics():
     assert stats["memory_ratio"] > 0 and sum(stats["usage_histogram"]) == 9
     points, labels, counts = PrototypeAnalyzer(s).map_2d()
     assert points.shape == (9, 2) and counts.sum() == len(x)
+
+
+def test_oas_shrinks_hard_on_few_samples_and_little_on_many():
+    from neurocl.memory.conditioning import oas_shrinkage
+
+    rng = np.random.default_rng(0)
+    scale = np.linspace(0.1, 3.0, 32)
+    rhos = []
+    for n in (40, 400, 40000):
+        x = rng.standard_normal((n, 32)) * scale
+        rhos.append(oas_shrinkage(torch.from_numpy(np.cov(x.T)), n))
+    assert rhos[0] > rhos[1] > rhos[2] and rhos[2] < 0.05 and 0 < rhos[0] <= 1
+    # positive control: isotropic data is shrunk fully to the identity whatever n
+    assert oas_shrinkage(torch.eye(32, dtype=torch.float64), 40000) == pytest.approx(1.0)
+
+
+def test_whitening_refreshes_when_a_class_appears_and_when_the_count_doubles():
+    s = store(conditioning="whiten")
+    x, y = blobs(CENTRES, per=64)
+    first = y < 2
+    s.observe(x[first][:20], y[first][:20])
+    assert s.events["refreshes"] == 1
+    s.observe(x[first][20:30], y[first][20:30])  # 30 < 2 x 20: no refresh
+    assert s.events["refreshes"] == 1
+    s.observe(x[first][30:45], y[first][30:45])  # 45 >= 2 x 20
+    assert s.events["refreshes"] == 2
+    s.observe(x[~first][:5], y[~first][:5])  # a new class
+    assert s.events["refreshes"] == 3
+
+
+def test_batch_founding_equals_one_at_a_time_on_separated_clusters():
+    x, y = blobs(CENTRES, per=20)
+    batched, single = store(momentum=0.01), store(momentum=0.01)  # exact means while n <= 100
+    batched.observe(x, y)
+    for i in range(len(x)):
+        single.observe(x[i:i + 1], y[i:i + 1])
+    for s in (batched, single):
+        assert len(s) == 3 and sorted(s.counts[s.ids]) == [20, 20, 20]
+    order = lambda s: np.argsort(s.majority(s.ids))
+    assert np.allclose(batched.means[batched.ids][order(batched)], single.means[single.ids][order(single)], atol=1e-5)
