@@ -45,7 +45,7 @@ class ExactBackend:
         if k == 0:
             return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
         sims = torch.as_tensor(queries, device=self.device, dtype=torch.float32) @ self.vectors.T
-        sims[:, ~self.active] = float("-inf")
+        sims += torch.where(self.active, 0.0, float("-inf"))  # a broadcast add: cheaper than masking columns
         values, ids = sims.topk(k, dim=1)
         return ids.cpu().numpy(), values.cpu().numpy()
 

@@ -75,14 +75,13 @@ class Conditioner:
         if self.mode == "none":
             return
         classes, inverse, n_new = np.unique(y, return_inverse=True, return_counts=True)
-        x64 = x.astype(np.float64)
-        batch_means = np.zeros((len(classes), self.dim))
-        np.add.at(batch_means, inverse, x64)
-        batch_means /= n_new[:, None]
+        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        batch_means = torch.zeros(len(classes), self.dim).index_add_(0, torch.from_numpy(inverse), xt)
+        batch_means = batch_means.double() / torch.from_numpy(n_new)[:, None]
         n_old = self.class_counts[classes]
-        delta = batch_means - self.class_means[classes]
+        delta = batch_means.numpy() - self.class_means[classes]
         if self.within is not None:
-            centred = torch.from_numpy((x64 - batch_means[inverse]).astype(np.float32))
+            centred = xt - batch_means.float()[torch.from_numpy(inverse)]
             weighted = torch.from_numpy((delta * np.sqrt(n_old * n_new / (n_old + n_new))[:, None]).astype(np.float32))
             self.within += (centred.T @ centred + weighted.T @ weighted).numpy()
         self.class_means[classes] += delta * (n_new / (n_old + n_new))[:, None]

@@ -21,7 +21,8 @@ is >= merge_threshold; split prototypes whose spread exceeds split_threshold
 along their principal direction (tracked by Oja's rule); then, while over
 max_prototypes, Ward-merge the cheapest pairs (cost n_i n_k / (n_i + n_k) *
 |z_i - z_k|^2), many disjoint pairs per pass, or prune the least used, oldest
-ones. After a batch, merge pairs are sought around the slots it touched. Every merge, split and
+ones. Merge pairs are each prototype's exact nearest neighbours among the
+prototypes of its label, so old classes are weighed against new ones. Every merge, split and
 prune is counted.
 """
 
@@ -30,6 +31,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from neurocl.errors import ConfigError, DataError
 from neurocl.io import atomic_path, write_json
@@ -98,9 +100,10 @@ class PrototypeStore:
         self.active = np.zeros(capacity, bool)
         self.directions = np.zeros((capacity, d), np.float16) if self.split_threshold else None
         self.direction_var = np.zeros(capacity, np.float32)
+        self.z = np.zeros((capacity, self.conditioner.out_dim), np.float32)  # conditioned means, kept in step
 
     ARRAYS = ("means", "counts", "label_counts", "spread", "age", "last_used", "uses", "exemplars", "active",
-              "directions", "direction_var")
+              "directions", "direction_var", "z")
 
     def _free_slots(self, count: int) -> np.ndarray:
         """`count` inactive slots, lowest first; the arrays grow (doubling) when there are too few."""
@@ -125,7 +128,11 @@ class PrototypeStore:
         return int(self.active.sum())
 
     def conditioned(self, ids: np.ndarray) -> np.ndarray:
-        return self.conditioner.transform(self.means[ids].astype(np.float32))
+        """The prototypes' means in the conditioned space (unit norm), as indexed."""
+        return self.z[ids]
+
+    def _condition(self, ids: np.ndarray):
+        self.z[ids] = self.conditioner.transform(self.means[ids].astype(np.float32))
 
     def majority(self, ids) -> np.ndarray:
         return self.label_counts[ids].argmax(axis=-1)
@@ -156,7 +163,7 @@ class PrototypeStore:
         target, sims = self._nearest_own_label(z, y)
         used = target >= 0
         self.last_used[target[used]] = steps[used]
-        np.add.at(self.uses, target[used], 1)
+        self.uses += np.bincount(target[used], minlength=len(self.uses))
         join = used & (sims >= self.threshold)
         leaders, members = self._leaders(z[~join], y[~join])
         fresh = self._found_batch(x[~join][leaders], y[~join][leaders], sample_ids[~join][leaders], steps[~join][leaders])
@@ -171,7 +178,7 @@ class PrototypeStore:
         self.step += len(x)
         touched = np.unique(target)
         self.backend.upsert(touched, self.conditioned(touched))
-        self.enforce_budget(among=touched)  # the budget holds after every batch, not only after maintenance
+        self.enforce_budget()  # the budget holds after every batch, not only after maintenance
         self.since_maintenance += len(x)
         if self.since_maintenance >= self.maintenance_interval:
             self.maintain()
@@ -220,6 +227,7 @@ class PrototypeStore:
         self.active[slots] = True
         if self.directions is not None:
             self.directions[slots], self.direction_var[slots] = 0, 0
+        self._condition(slots)
         self.events["founded"] += len(slots)
         for listener in self.listeners:
             for j, label in zip(slots.tolist(), labels.tolist()):
@@ -246,7 +254,10 @@ class PrototypeStore:
         self.means[slots] = old + rate[:, None] * (sums / m[:, None] - old)
         self.spread[slots] = (n_old * self.spread[slots] + np.add.reduceat(1.0 - similarity, start)) / n
         self.counts[slots] = n
-        np.add.at(self.label_counts, (targets, labels), 1)
+        self._condition(slots)
+        C = self.num_classes
+        self.label_counts[slots] += np.bincount(np.repeat(np.arange(len(slots)), m) * C + labels,
+                                                minlength=len(slots) * C).reshape(len(slots), C).astype(np.int32)
         # reservoir sampling of exemplars, in stream order: the i-th sample of a prototype takes a slot
         # with probability E / i
         rank = n_old[np.repeat(np.arange(len(slots)), m)] + np.arange(len(targets)) - np.repeat(start, m) + 1
@@ -270,6 +281,7 @@ class PrototypeStore:
         """New conditioning statistics; the index is rebuilt in the new space."""
         self.conditioner.refresh()
         ids = self.ids
+        self._condition(ids)
         self.backend.rebuild(ids, self.conditioned(ids))
         self.counts_at_refresh = self.conditioner.class_counts.copy()
         self.events["refreshes"] += 1
@@ -282,29 +294,32 @@ class PrototypeStore:
             self._split()
             self.enforce_budget()
 
-    def enforce_budget(self, among: np.ndarray | None = None):
-        """Merge (or prune) down to max_prototypes. With `among` (the slots a batch touched), merge pairs
-        are first sought around those slots only: the other prototypes' pairs were weighed before."""
+    def enforce_budget(self):
         while len(self) > self.max_prototypes:
             excess = len(self) - self.max_prototypes
-            if self.over_budget == "prune":
-                self._prune(excess)
-            elif not self._merge_pairs(lambda cost, sim: True, limit=excess, among=among):
-                if among is None:
-                    self._prune(excess)
-                among = None
+            if self.over_budget == "prune" or not self._merge_pairs(lambda cost, sim: True, limit=excess):
+                self._prune(len(self) - self.max_prototypes)
 
-    def _candidate_pairs(self, among: np.ndarray | None = None):
-        """(cost, similarity, i, k) for each prototype's (each of `among`'s) nearest neighbours, cheapest
-        Ward cost first."""
-        ids = self.ids if among is None else among[self.active[among]]
-        near, sims = self.backend.search(self.conditioned(ids), CANDIDATES + 1)
-        i = np.repeat(ids, near.shape[1])
-        k, s = near.ravel(), sims.ravel()
-        keep = (k >= 0) & (i != k)
-        if self.purity_gate:
-            keep &= self.majority(i) == self.majority(np.maximum(k, 0))
-        i, k, s = np.minimum(i, k)[keep], np.maximum(i, k)[keep], s[keep]
+    def _candidate_pairs(self):
+        """(cost, similarity, i, k) for each prototype's CANDIDATES nearest prototypes of its own majority
+        label (of any label without the purity gate), exactly, cheapest Ward cost first."""
+        ids = self.ids
+        groups = self.majority(ids) if self.purity_gate else np.zeros(len(ids), np.int64)
+        parts = []
+        for g in np.unique(groups):
+            members = ids[groups == g]
+            k = min(CANDIDATES, len(members) - 1)
+            if k < 1:
+                continue
+            z = torch.from_numpy(self.z[members])
+            sims = z @ z.T
+            sims.fill_diagonal_(-np.inf)
+            values, near = sims.topk(k, dim=1)
+            i, j = np.repeat(members, k), members[near.numpy().ravel()]
+            parts.append((np.minimum(i, j), np.maximum(i, j), values.numpy().ravel()))
+        if not parts:
+            return (np.zeros(0),) * 2 + (np.zeros(0, np.int64),) * 2
+        i, k, s = (np.concatenate(a) for a in zip(*parts))
         _, unique = np.unique(i * len(self.active) + k, return_index=True)
         i, k, s = i[unique], k[unique], s[unique]
         ni, nk = self.counts[i], self.counts[k]
@@ -312,10 +327,10 @@ class PrototypeStore:
         order = np.argsort(cost, kind="stable")
         return cost[order], s[order], i[order], k[order]
 
-    def _merge_pairs(self, accept, limit: int | None, among: np.ndarray | None = None) -> int:
-        """Merge disjoint accepted pairs (reciprocal choices in one pass), cheapest first; returns how many."""
+    def _merge_pairs(self, accept, limit: int | None) -> int:
+        """Merge disjoint accepted pairs, cheapest first, many in one pass; returns how many."""
         used, keep_i, keep_k, keep_s = set(), [], [], []
-        for cost, sim, i, k in zip(*(a.tolist() for a in self._candidate_pairs(among))):
+        for cost, sim, i, k in zip(*(a.tolist() for a in self._candidate_pairs())):
             if limit is not None and len(keep_i) >= limit:
                 break
             if i in used or k in used or not accept(cost, sim):
@@ -347,6 +362,7 @@ class PrototypeStore:
         self.counts[i], self.uses[i] = n, self.uses[i] + self.uses[k]
         self.age[i], self.last_used[i] = np.minimum(self.age[i], self.age[k]), np.maximum(self.last_used[i], self.last_used[k])
         self.active[k] = False
+        self._condition(i)
 
     def _split(self):
         ids = self.ids
@@ -371,6 +387,7 @@ class PrototypeStore:
             self.direction_var[j] = self.direction_var[k] = 0
             self.directions[j] = self.directions[k] = 0
             new += [int(j), int(k)]
+        self._condition(np.array(new, np.int64))
         self.backend.upsert(np.array(new, np.int64), self.conditioned(np.array(new, np.int64)))
         self.events["splits"] += len(split)
 
