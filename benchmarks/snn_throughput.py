@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stream_loop import machine  # noqa: E402
 
 from neurocl.encoders import FeatureCache  # noqa: E402
-from neurocl.memory.spiking import base_parameters  # noqa: E402
+from neurocl.snn.neurons import base_parameters  # noqa: E402
 from neurocl.run import build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from conftest import compose
 from neurocl.errors import ConfigError, DataError
-from neurocl.memory import SpikingPrototypeMemory
+from neurocl.snn import SpikingPrototypeMemory
 from test_memory import clusters
 
 NEURONS = {name: instantiate(compose(f"neuron={name}").neuron) for name in ("lif", "alif", "plif")}

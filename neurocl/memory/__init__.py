@@ -3,8 +3,7 @@ from neurocl.memory.base import Memory, Prediction
 from neurocl.memory.knn import KNN
 from neurocl.memory.ncm import NCM
 from neurocl.memory.prototypes import PrototypeMemory
-from neurocl.memory.prototypes_snn import SpikingPrototypeMemory
 from neurocl.memory.ranpac import RanPAC
 from neurocl.memory.slda import StreamingLDA
 
-__all__ = ["AvalancheMemory", "KNN", "Memory", "NCM", "Prediction", "PrototypeMemory", "RanPAC", "SpikingPrototypeMemory", "StreamingLDA"]
+__all__ = ["AvalancheMemory", "KNN", "Memory", "NCM", "Prediction", "PrototypeMemory", "RanPAC", "StreamingLDA"]

@@ -2,8 +2,8 @@
 
 import torch
 
-from neurocl.memory.plasticity import RewardSTDPParameters
-from neurocl.memory.synapses import ConceptSynapses
+from neurocl.snn.plasticity import RewardSTDPParameters
+from neurocl.snn.synapses import ConceptSynapses
 
 RULE = RewardSTDPParameters(w_min=0.0, w_max=1.0)
 

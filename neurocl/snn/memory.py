@@ -29,12 +29,12 @@ from norse.torch.functional.lsnn import LSNNParameters
 
 from neurocl.errors import ConfigError
 from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
-from neurocl.memory.plasticity import (RewardSTDPParameters, check_parameters, reward_stdp_change,
-                                       reward_stdp_initial_state, reward_stdp_step)
 from neurocl.memory.prototypes import PrototypeMemory
-from neurocl.memory.spiking import (ParametricLIFParameters, base_parameters, check_timesteps, initial_state,
-                                   simulate)
-from neurocl.memory.synapses import ConceptSynapses
+from neurocl.snn.plasticity import (RewardSTDPParameters, check_parameters, reward_stdp_change,
+                                    reward_stdp_initial_state, reward_stdp_step)
+from neurocl.snn.neurons import (ParametricLIFParameters, base_parameters, check_timesteps, initial_state,
+                                 simulate)
+from neurocl.snn.synapses import ConceptSynapses
 
 # Energy conventions (45 nm): a synaptic operation 0.9 pJ (an accumulate), a multiply-accumulate 4.6 pJ
 # (Horowitz, ISSCC 2014), as used across the SNN literature to compare with the equivalent dense network.

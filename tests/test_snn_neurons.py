@@ -6,7 +6,7 @@ from hydra.utils import instantiate
 
 from conftest import compose
 from neurocl.errors import ConfigError, DataError
-from neurocl.memory.spiking import simulate
+from neurocl.snn.neurons import simulate
 
 LIF = instantiate(compose().neuron)
 ALIF = instantiate(compose("neuron=alif").neuron)

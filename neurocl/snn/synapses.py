@@ -13,7 +13,7 @@
 
 import torch
 
-from neurocl.memory.plasticity import RewardSTDPParameters, bound_weights
+from neurocl.snn.plasticity import RewardSTDPParameters, bound_weights
 
 
 class ConceptSynapses:

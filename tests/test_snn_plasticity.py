@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from neurocl.errors import ConfigError
-from neurocl.memory.plasticity import (RewardSTDPParameters, check_parameters, reward_stdp_initial_state,
+from neurocl.snn.plasticity import (RewardSTDPParameters, check_parameters, reward_stdp_initial_state,
                                        reward_stdp_step, reward_stdp_update)
 
 
