@@ -30,7 +30,7 @@ class PrototypeMemory:
     def __init__(self, dim: int, num_classes: int, top_k: int = 10, temperature: float = 0.1,
                  readout: str = "vote", holdout_fraction: float = 0.2,
                  lda_shrinkage: list[float] = (1e-3, 1e-2, 0.1, 0.3), blend_weights: list[float] = (0.25, 0.5, 0.75),
-                 kernel_bandwidths: list[float] = (0.5, 1.0, 2.0), ridge: list[float] = (1e-3, 1e-2, 0.1, 1.0),
+                 kernel_bandwidths: list[float] = (0.25, 0.5, 1.0), ridge: list[float] = (0.1, 1.0, 10.0),
                  **store_options):
         if not isinstance(top_k, int) or top_k < 1:
             raise ConfigError("memory.top_k", top_k, "must be a positive integer", "set memory.top_k=10")
@@ -107,17 +107,21 @@ class PrototypeMemory:
     def _posterior(self, scores: torch.Tensor) -> torch.Tensor:
         return torch.softmax(scores.masked_fill(~self.known_classes(), float("-inf")), dim=1)
 
-    def _kernel_systems(self):
-        """One normal-equation system per bandwidth, over the conditioned prototypes."""
+    def _centred(self, x: np.ndarray) -> torch.Tensor:
+        """Kernel ridge's space: raw features centred on the running mean, unit norm."""
+        return torch.nn.functional.normalize(torch.from_numpy(x.astype(np.float32) - self.store.conditioner.mean), dim=1)
+
+    def _kernel_grams(self):
+        """(bandwidth, scale, prototypes, Gram matrix, counts, label shares) per bandwidth of the grid."""
         ids = self.store.ids
-        z = torch.from_numpy(self.store.conditioned(ids))
+        prototypes = self._centred(self.store.means[ids])
         counts = torch.from_numpy(self.store.counts[ids]).float()
         labels = torch.from_numpy(self.store.label_counts[ids]).float()
         shares = labels / labels.sum(dim=1, keepdim=True)
-        median = readouts.median_squared_distance(z)
+        median = readouts.median_squared_distance(prototypes)
         for bandwidth in self.grid["bandwidth"]:
             scale = bandwidth * median
-            yield bandwidth, scale, readouts.kernel_ridge_system(z, counts, shares, scale)
+            yield bandwidth, scale, prototypes, readouts.kernel(prototypes, prototypes, scale), counts, shares
 
     def _candidate_scores(self, x: torch.Tensor) -> dict:
         families, out = self._families(), {}
@@ -133,10 +137,10 @@ class PrototypeMemory:
                     for w in self.grid["blend"]:
                         out[f"vote+lda:{rho:g}:{w:g}"] = (1 - w) * vote + w * posterior
         if "kernel_ridge" in families:
-            z = torch.from_numpy(self.store.conditioner.transform(x.numpy()))
-            for bandwidth, scale, system in self._kernel_systems():
+            z = self._centred(x.numpy())
+            for bandwidth, scale, prototypes, gram, counts, shares in self._kernel_grams():
                 for lam in self.grid["ridge"]:
-                    fitted = readouts.solve_kernel_ridge(*system, scale, lam)
+                    fitted = readouts.fit_kernel_ridge(prototypes, gram, counts, shares, scale, lam)
                     out[f"kernel_ridge:{bandwidth:g}:{lam:g}"] = readouts.kernel_ridge_scores(z, fitted)
         return out
 
@@ -146,9 +150,9 @@ class PrototypeMemory:
         if family in ("lda", "vote+lda"):
             return self._lda(values[0])
         if family == "kernel_ridge":
-            for bandwidth, scale, system in self._kernel_systems():
+            for bandwidth, scale, prototypes, gram, counts, shares in self._kernel_grams():
                 if bandwidth == values[0]:
-                    return readouts.solve_kernel_ridge(*system, scale, values[1])
+                    return readouts.fit_kernel_ridge(prototypes, gram, counts, shares, scale, values[1])
         return None
 
     def predict(self, features) -> Prediction:
@@ -168,8 +172,7 @@ class PrototypeMemory:
             w = float(values[1])
             scores = (1 - w) * vote + w * self._posterior(readouts.lda_scores(features, fitted))
         else:
-            z = torch.from_numpy(self.store.conditioner.transform(features.float().numpy()))
-            scores = readouts.kernel_ridge_scores(z, fitted)
+            scores = readouts.kernel_ridge_scores(self._centred(features.float().numpy()), fitted)
         known = self.known_classes()
         scores[:, ~known] = float("-inf")
         shares = scores[:, known].clamp(min=0)
