@@ -135,16 +135,21 @@ def test_an_unknown_neuron_model_is_named():
         SpikingPrototypeMemory(16, 4, neuron={"tau": 1.0}, backend="exact")
 
 
-def test_consolidated_neurons_do_not_learn():
-    memory = make(plastic_neurons="new")
+@pytest.mark.parametrize("plastic", ["new", "all"])
+def test_consolidated_neurons_do_not_learn(plastic):
+    memory = make(plastic_neurons=plastic)
     x, y = clusters(spread=0.2)
     stream(memory, x[y < 2], y[y < 2])
     old = torch.from_numpy(memory.store.ids)
     before = memory.synapses.state_dict()
     stream_rows = (y == 2) | (y == 3)
     memory.observe(x[stream_rows][:4], y[stream_rows][:4], experience=1)  # founds the first new neurons
-    memory._learn(x[stream_rows], y[stream_rows])
-    assert torch.equal(memory.synapses.label[old], before["label"][old])
-    assert torch.equal(memory.synapses.weight[old], before["weight"][old])
+    memory._learn(x, y)  # old classes' queries too: their neurons are active and rewarded
+    unchanged = (torch.equal(memory.synapses.label[old], before["label"][old])
+                 and torch.equal(memory.synapses.weight[old], before["weight"][old]))
+    assert unchanged == (plastic == "new")  # positive control: with "all" the same queries change them
+
+
+def test_an_unknown_plastic_neurons_value_is_named():
     with pytest.raises(ConfigError, match="plastic_neurons"):
         make(plastic_neurons="old")

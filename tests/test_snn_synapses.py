@@ -1,5 +1,6 @@
 """The spiking memory's synapses follow the store's slots and keep the strongest recurrent inputs."""
 
+import pytest
 import torch
 
 from neurocl.snn.plasticity import RewardSTDPParameters
@@ -62,3 +63,27 @@ def test_label_changes_land_on_the_given_slots_only_and_respect_bounds():
     s.add_label(torch.tensor([[0, 1]]), change, RULE)
     assert s.label[0, 0] == 1.0 and s.label[1, 1] == 0.0  # clipped to [0, 1]
     assert torch.equal(s.label[2:], before[2:])  # neurons outside the query never change
+
+
+def test_max_incoming_caps_each_label_neurons_total_input_on_the_production_path():
+    capped = RULE._replace(max_incoming=1.2)
+    change = torch.zeros(1, 4, 3)
+    change[0, :, 0] = 0.4  # every concept neuron strengthens its synapse onto label 0
+    s, free = founded(4), founded(4)
+    s.add_label(torch.tensor([[0, 1, 2, 3]]), change, capped)
+    free.add_label(torch.tensor([[0, 1, 2, 3]]), change, RULE)
+    assert s.label[:4, 0].sum() == pytest.approx(1.2)  # the cap holds for the column (label 0's inputs)
+    assert free.label[:4, 0].sum() > 1.2  # positive control: without max_incoming it does not
+    assert torch.allclose(s.label[:4, 1:], free.label[:4, 1:])  # other labels' inputs are under the cap
+
+
+def test_max_incoming_caps_recurrent_inputs_of_the_neurons_that_learned():
+    capped = RULE._replace(max_incoming=0.5)
+    s, free = founded(4, fan_in=3), founded(4, fan_in=3)
+    change = torch.zeros(1, 4, 4)
+    change[0, 0, 1:] = 0.4  # into neuron 0 from 1, 2, 3
+    for synapses, rule in ((s, capped), (free, RULE)):
+        synapses.add_recurrent(torch.tensor([[0, 1, 2, 3]]), change, rule)
+    assert s.dense_recurrent(torch.arange(4))[0].sum() == pytest.approx(0.5)
+    assert free.dense_recurrent(torch.arange(4))[0].sum() == pytest.approx(1.2)  # positive control
+    assert s.dense_recurrent(torch.arange(4))[1:].abs().sum() == 0

@@ -164,8 +164,9 @@ class SpikingPrototypeMemory(PrototypeMemory):
         state = reward_stdp_initial_state(B, K, self.num_classes)
         for t in range(self.num_timesteps):
             state = reward_stdp_step(concept[t], label[t], state, self.label_rule)
-        # plastic_neurons=new: only concept neurons founded in this experience learn (older ones are consolidated)
-        plastic = (torch.from_numpy(self.store.age[slots.numpy()] >= self._experience_start)
+        # plastic_neurons=new: only concept neurons founded in this experience learn (older ones are consolidated);
+        # ages are 1-based steps, so the last neuron of the previous experience has age == _experience_start
+        plastic = (torch.from_numpy(self.store.age[slots.numpy()] > self._experience_start)
                    if self.plastic_neurons == "new" else torch.ones_like(slots, dtype=torch.bool))
         change = reward_stdp_change(state, reward, self.label_rule).transpose(1, 2) * plastic[:, :, None]  # (B, K, C)
         self.synapses.add_label(slots, change, self.label_rule)
