@@ -8,13 +8,14 @@ import numpy as np
 import torch
 
 from neurocl.errors import ConfigError
+from neurocl.runtime import resolve_device
 
 
 class ExactBackend:
     """Brute force: one matmul and a top-k. On a GPU it beats any index up to about a million vectors."""
 
     def __init__(self, dim: int, device: str = "cpu", seed: int = 0):
-        self.dim, self.device = dim, torch.device(device)
+        self.dim, self.device = dim, resolve_device(device)
         self.vectors = torch.zeros(0, dim, device=self.device)
         self.active = torch.zeros(0, dtype=torch.bool, device=self.device)
 
