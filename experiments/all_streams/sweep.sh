@@ -12,7 +12,7 @@ for s in digits_eff digits_px fmnist_px fmnist_eff; do
   $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=slda,ncm,knn seed=0 hydra.sweep.dir=$OUT/$s/closed_form
 done
 # RanPAC: one seed per stream (its 5,000 x 5,000 eigendecompositions take minutes per run on 2 cores);
-# on fmnist_eff its 3 seeds are those of experiments/split_fashion_mnist.
-for s in digits_eff digits_px fmnist_px; do
+# 3 seeds on fmnist_eff in experiments/split_fashion_mnist.
+for s in digits_eff digits_px fmnist_px fmnist_eff; do
   $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=ranpac seed=0 hydra.sweep.dir=$OUT/$s/ranpac
 done
