@@ -6,8 +6,8 @@ import torch
 
 from neurocl.data import Digits
 from neurocl.data.base import ImageSplit
-from neurocl.encoders import EfficientNetLite0, FeatureCache, Pixels
-from neurocl.errors import DataError
+from neurocl.encoders import EfficientNetLite, FeatureCache, Pixels
+from neurocl.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_pixels_are_unit_norm(digits):
 
 
 def test_efficientnet_lite0_real_weights():
-    encoder = EfficientNetLite0(resolution=32, batch_size=4, device="cpu")
+    encoder = EfficientNetLite(resolution=32, batch_size=4, device="cpu")
     grey = torch.rand(3, 1, 28, 28)
     f = encoder.encode(grey)
     assert f.shape == (3, 1280) and torch.allclose(f.norm(dim=1), torch.ones(3), atol=1e-5)
@@ -34,7 +34,22 @@ def test_efficientnet_lite0_real_weights():
     assert not torch.allclose(f[0], f[1])
     assert len(encoder.cache_key()["weights_sha256"]) == 64
     with pytest.raises(DataError, match="weights not found"):
-        EfficientNetLite0(weights="/nonexistent.pth")
+        EfficientNetLite(weights="/nonexistent.pth")
+
+
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_larger_lite_variants_load_their_packaged_weights_and_key_the_cache_apart(variant):
+    lite0, larger = EfficientNetLite(resolution=32, device="cpu"), EfficientNetLite(variant, resolution=32, device="cpu")
+    images = torch.rand(2, 1, 28, 28)
+    assert larger.encode(images).shape == (2, 1280)
+    assert not torch.allclose(larger.encode(images), lite0.encode(images))
+    assert larger.cache_key()["name"] == f"efficientnet_{variant}" != lite0.cache_key()["name"]
+    assert larger.cache_key()["weights_sha256"] != lite0.cache_key()["weights_sha256"]
+
+
+def test_an_unknown_lite_variant_is_named():
+    with pytest.raises(ConfigError, match="encoder.variant"):
+        EfficientNetLite("lite4")
 
 
 def test_cache_miss_then_hit(tmp_path, digits):

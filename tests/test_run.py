@@ -25,7 +25,7 @@ def test_every_experiment_preset_composes(preset):
 def test_default_config_is_the_documented_protocol():
     cfg = compose()
     assert cfg.dataset._target_.endswith("FashionMNIST") and cfg.dataset.train_size is None
-    assert cfg.encoder._target_.endswith("EfficientNetLite0") and cfg.encoder.resolution == 64
+    assert cfg.encoder._target_.endswith("EfficientNetLite") and cfg.encoder.variant == "lite0" and cfg.encoder.resolution == 64
     assert cfg.memory._target_.endswith("PrototypeMemory") and cfg.scenario.classes_per_experience == 2
     instantiate(cfg.neuron)  # the neuron group builds real Norse parameters
 

@@ -127,10 +127,10 @@ def test_backends_agree_and_survive_removal_and_re_adding():
 def test_hnswlib_recall_on_real_features():
     """Top-10 recall of hnswlib against exact search, on EfficientNet-Lite0 features of real digits."""
     from neurocl.data import Digits
-    from neurocl.encoders import EfficientNetLite0, encode_split
+    from neurocl.encoders import EfficientNetLite, encode_split
 
     splits = Digits().load()
-    encoder = EfficientNetLite0(resolution=32, device="cpu")
+    encoder = EfficientNetLite(resolution=32, device="cpu")
     base = encode_split(encoder, splits.train).numpy()
     queries = encode_split(encoder, splits.test).numpy()
     c = Conditioner(1280, 10, "whiten", projection_dim=256)

@@ -1,6 +1,6 @@
 from neurocl.encoders.base import Encoder, encode_split
 from neurocl.encoders.cache import FeatureCache
-from neurocl.encoders.efficientnet_lite import EfficientNetLite0
+from neurocl.encoders.efficientnet_lite import EfficientNetLite
 from neurocl.encoders.pixels import Pixels
 
-__all__ = ["EfficientNetLite0", "Encoder", "FeatureCache", "Pixels", "encode_split"]
+__all__ = ["EfficientNetLite", "Encoder", "FeatureCache", "Pixels", "encode_split"]

