@@ -40,7 +40,6 @@ from neurocl.memory.conditioning import Conditioner
 
 OVER_BUDGET = ("merge", "prune")
 CANDIDATES = 8  # nearest neighbours per prototype searched for merge pairs
-FILL = {"exemplars": -1, "neighbours": -1, "_stale": True}  # of new slots, per array (else 0)
 
 
 class PrototypeStore:
@@ -102,11 +101,9 @@ class PrototypeStore:
         self.directions = np.zeros((capacity, d), np.float16) if self.split_threshold else None
         self.direction_var = np.zeros(capacity, np.float32)
         self.z = np.zeros((capacity, self.conditioner.out_dim), np.float32)  # conditioned means, kept in step
-        self.neighbours = np.full((capacity, CANDIDATES), -1, np.int64)  # merge candidates, see _update_neighbours
-        self._stale = np.ones(capacity, bool)  # slots whose neighbour list must be recomputed
 
     ARRAYS = ("means", "counts", "label_counts", "spread", "age", "last_used", "uses", "exemplars", "active",
-              "directions", "direction_var", "z", "neighbours", "_stale")
+              "directions", "direction_var", "z")
 
     def _free_slots(self, count: int) -> np.ndarray:
         """`count` inactive slots, lowest first; the arrays grow (doubling) when there are too few."""
@@ -117,7 +114,7 @@ class PrototypeStore:
             for name in self.ARRAYS:
                 a = getattr(self, name)
                 if a is not None:
-                    grown = np.full((size,) + a.shape[1:], FILL.get(name, 0), a.dtype)
+                    grown = np.full((size,) + a.shape[1:], -1 if name == "exemplars" else 0, a.dtype)
                     grown[:old] = a
                     setattr(self, name, grown)
             free = np.flatnonzero(~self.active)
@@ -135,9 +132,7 @@ class PrototypeStore:
         return self.z[ids]
 
     def _condition(self, ids: np.ndarray):
-        """Bring the conditioned means of `ids` in step with their means; their neighbour lists go stale."""
         self.z[ids] = self.conditioner.transform(self.means[ids].astype(np.float32))
-        self._stale[ids] = True
 
     def majority(self, ids) -> np.ndarray:
         return self.label_counts[ids].argmax(axis=-1)
@@ -305,46 +300,28 @@ class PrototypeStore:
             if self.over_budget == "prune" or not self._merge_pairs(lambda cost, sim: True, limit=excess):
                 self._prune(len(self) - self.max_prototypes)
 
-    def _group(self, ids: np.ndarray) -> np.ndarray:
-        """Who may merge with whom: prototypes of one majority label (any two without the purity gate)."""
-        return self.majority(ids) if self.purity_gate else np.zeros(len(ids), np.int64)
-
-    def _update_neighbours(self):
-        """Recompute the neighbour lists of changed prototypes and of those whose nearest one is gone,
-        exactly, within their group; the other lists stand (their prototypes did not move)."""
+    def _candidate_pairs(self):
+        """(cost, similarity, i, k) for each prototype's CANDIDATES nearest prototypes of its own majority
+        label (of any label without the purity gate), exactly, cheapest Ward cost first."""
         ids = self.ids
-        groups = self._group(ids)
-        first = self.neighbours[ids, 0]
-        gone = (first < 0) | ~self.active[np.maximum(first, 0)]
-        gone |= self._group(np.maximum(first, 0)) != groups
-        stale = self._stale[ids] | gone
-        for g in np.unique(groups[stale]):
+        groups = self.majority(ids) if self.purity_gate else np.zeros(len(ids), np.int64)
+        parts = []
+        for g in np.unique(groups):
             members = ids[groups == g]
-            rows = ids[stale & (groups == g)]
             k = min(CANDIDATES, len(members) - 1)
-            self.neighbours[rows] = -1
             if k < 1:
                 continue
-            sims = torch.from_numpy(self.z[rows]) @ torch.from_numpy(self.z[members]).T
-            sims[torch.arange(len(rows)), torch.from_numpy(np.searchsorted(members, rows))] = -np.inf  # not itself
-            near = sims.topk(k, dim=1).indices.numpy()
-            self.neighbours[rows, :k] = members[near]
-        self._stale[:] = False
-
-    def _candidate_pairs(self):
-        """(cost, similarity, i, k) for each prototype's CANDIDATES nearest prototypes of its group,
-        cheapest Ward cost first. Similarities and costs are computed afresh; only the lists are kept."""
-        self._update_neighbours()
-        ids = self.ids
-        i = np.repeat(ids, CANDIDATES)
-        k = self.neighbours[ids].ravel()
-        keep = k >= 0
-        i, k = i[keep], k[keep]
-        keep = self.active[k] & (self._group(k) == self._group(i))  # a list may name a slot reused since
-        i, k = np.minimum(i, k)[keep], np.maximum(i, k)[keep]
+            z = torch.from_numpy(self.z[members])
+            sims = z @ z.T
+            sims.fill_diagonal_(-np.inf)
+            values, near = sims.topk(k, dim=1)
+            i, j = np.repeat(members, k), members[near.numpy().ravel()]
+            parts.append((np.minimum(i, j), np.maximum(i, j), values.numpy().ravel()))
+        if not parts:
+            return (np.zeros(0),) * 2 + (np.zeros(0, np.int64),) * 2
+        i, k, s = (np.concatenate(a) for a in zip(*parts))
         _, unique = np.unique(i * len(self.active) + k, return_index=True)
-        i, k = i[unique], k[unique]
-        s = np.einsum("nd,nd->n", self.z[i], self.z[k])
+        i, k, s = i[unique], k[unique], s[unique]
         ni, nk = self.counts[i], self.counts[k]
         cost = ni * nk / (ni + nk) * (2.0 - 2.0 * s)  # |z_i - z_k|^2 for unit vectors
         order = np.argsort(cost, kind="stable")
