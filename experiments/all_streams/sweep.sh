@@ -8,7 +8,8 @@ declare -A STREAMS=([digits_eff]="dataset=digits encoder=efficientnet_lite0" [di
                     [fmnist_px]="encoder=pixels" [fmnist_eff]="encoder=efficientnet_lite0")
 for s in digits_eff digits_px fmnist_px fmnist_eff; do
   $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes seed=0,1,2 hydra.sweep.dir=$OUT/$s/prototypes
-  $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes memory.readout=auto seed=0 hydra.sweep.dir=$OUT/$s/auto
+  $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes memory.readout=auto seed=0,1,2 hydra.sweep.dir=$OUT/$s/auto
+  # (run here as auto: seed 0, and auto12: seeds 1,2)
   $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=slda,ncm,knn seed=0 hydra.sweep.dir=$OUT/$s/closed_form
 done
 # RanPAC: one seed per stream (its 5,000 x 5,000 eigendecompositions take minutes per run on 2 cores);
