@@ -28,7 +28,7 @@ READOUTS = ("auto", "vote", "lda", "vote+lda", "kernel_ridge")
 
 class PrototypeMemory:
     def __init__(self, dim: int, num_classes: int, top_k: int = 10, temperature: float = 0.1,
-                 readout: str = "vote", holdout_fraction: float = 0.2,
+                 readout: str = "auto", holdout_fraction: float = 0.2,
                  lda_shrinkage: list[float] = (1e-3, 1e-2, 0.1, 0.3), blend_weights: list[float] = (0.25, 0.5, 0.75),
                  kernel_bandwidths: list[float] = (0.25, 0.5, 1.0), ridge: list[float] = (0.1, 1.0, 10.0),
                  **store_options):
@@ -37,7 +37,7 @@ class PrototypeMemory:
         if not isinstance(temperature, (int, float)) or temperature <= 0:
             raise ConfigError("memory.temperature", temperature, "must be a positive number", "set memory.temperature=0.1")
         if readout not in READOUTS:
-            raise ConfigError("memory.readout", readout, f"one of {READOUTS}", "set memory.readout=vote")
+            raise ConfigError("memory.readout", readout, f"one of {READOUTS}", "set memory.readout=auto")
         if not 0 < holdout_fraction < 1:
             raise ConfigError("memory.holdout_fraction", holdout_fraction, "must be in (0, 1)",
                               "set memory.holdout_fraction=0.2")
