@@ -7,7 +7,7 @@ OUT=outputs/multirun/all_streams
 declare -A STREAMS=([digits_eff]="dataset=digits encoder=efficientnet_lite0" [digits_px]="dataset=digits encoder=pixels"
                     [fmnist_px]="encoder=pixels" [fmnist_eff]="encoder=efficientnet_lite0")
 for s in digits_eff digits_px fmnist_px fmnist_eff; do
-  $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes seed=0,1,2 hydra.sweep.dir=$OUT/$s/prototypes
+  $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes memory.readout=vote seed=0,1,2 hydra.sweep.dir=$OUT/$s/prototypes
   $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes memory.readout=auto seed=0,1,2 hydra.sweep.dir=$OUT/$s/auto
   # (run here as auto: seed 0, and auto12: seeds 1,2)
   $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=slda,ncm,knn seed=0 hydra.sweep.dir=$OUT/$s/closed_form
