@@ -150,11 +150,12 @@ def test_hnswlib_recall_on_real_features():
 @pytest.mark.parametrize("backend", ["hnswlib", "exact", "faiss"])
 def test_save_and_load_round_trip_exactly(tmp_path, backend):
     x, y = blobs(np.eye(8)[:3] + 0.2, per=50, spread=0.3)
+    # readout=vote: the store alone is saved here (auto's held-out samples and choice live in state_dict)
     memory = PrototypeMemory(8, 3, similarity_threshold=0.99, max_prototypes=20, conditioning="whiten",
-                             backend=backend, maintenance_interval=40)
+                             backend=backend, maintenance_interval=40, readout="vote")
     memory.observe(torch.from_numpy(x), torch.from_numpy(y))
     memory.store.save(tmp_path / "store")
-    again = PrototypeMemory(8, 3, conditioning="whiten", backend=backend)
+    again = PrototypeMemory(8, 3, conditioning="whiten", backend=backend, readout="vote")
     again.store.load(tmp_path / "store")
     a, b = memory.predict(torch.from_numpy(x)), again.predict(torch.from_numpy(x))
     assert torch.equal(a.labels, b.labels) and torch.allclose(a.scores, b.scores)
