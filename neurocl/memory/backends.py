@@ -1,17 +1,31 @@
-"""Nearest-prototype search behind one interface: hnswlib (default), exact, faiss.
+"""Nearest-prototype search behind one interface: exact (the default), hnswlib, faiss.
+Each backend owns its save/load: hnswlib writes its graph, the others are rebuilt from the vectors.
 
 Vectors are unit norm and similarity is the inner product (cosine). Ids are
 the store's slot numbers; a removed id may be added again later.
 """
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from neurocl.errors import ConfigError
+from neurocl.io import atomic_path
 from neurocl.runtime import resolve_device
 
 
-class ExactBackend:
+class RebuiltOnLoad:
+    """Save/load for indexes cheaper to rebuild from the store's vectors than to store: nothing is written."""
+
+    def save(self, directory) -> tuple[list, dict]:
+        return [], {}
+
+    def load(self, directory, meta: dict, ids: np.ndarray, vectors: np.ndarray):
+        self.rebuild(ids, vectors)
+
+
+class ExactBackend(RebuiltOnLoad):
     """Brute force: one matmul and a top-k. On a GPU it beats any index up to about a million vectors."""
 
     def __init__(self, dim: int, device: str = "cpu", seed: int = 0):
@@ -89,6 +103,17 @@ class HnswBackend:
             self.index.mark_deleted(int(i))
         self.removed |= set(int(i) for i in ids)
 
+    def save(self, directory) -> tuple[list, dict]:
+        """The graph itself (rebuilding it would not give the same graph), atomically."""
+        path = Path(directory) / "index.hnsw"
+        with atomic_path(path) as tmp:
+            self.index.save_index(str(tmp))
+        return [path], {"removed": sorted(self.removed)}
+
+    def load(self, directory, meta: dict, ids: np.ndarray, vectors: np.ndarray):
+        self.index.load_index(str(Path(directory) / "index.hnsw"))
+        self.removed = set(meta.get("removed", []))
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self))
         if k == 0:
@@ -106,7 +131,7 @@ class HnswBackend:
         return self.index.get_current_count() * (4 * self.dim + 4 * (2 * self.M + 1) + 8)
 
 
-class FaissBackend:
+class FaissBackend(RebuiltOnLoad):
     """faiss exact inner-product index with id removal (the `faiss` extra)."""
 
     def __init__(self, dim: int, seed: int = 0):

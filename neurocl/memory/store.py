@@ -74,7 +74,6 @@ class PrototypeStore:
         self.num_exemplars, self.precision = exemplars, np.dtype(precision)
         self.conditioner = Conditioner(dim, num_classes, conditioning, shrinkage, projection_dim, seed)
         # backend_options holds one dict per backend; only the chosen backend's is used.
-        self.backend_name = backend
         self.backend_options = dict((backend_options or {}).get(backend) or {}, seed=seed)
         self.backend = make_backend(backend, self.conditioner.out_dim, **self.backend_options)
         self.rng = np.random.default_rng(seed)
@@ -432,12 +431,8 @@ class PrototypeStore:
         with atomic_path(directory / "store.npz") as tmp:
             with tmp.open("wb") as f:
                 np.savez(f, **state["arrays"])
-        files = [directory / "store.npz"]
-        if self.backend_name == "hnswlib":
-            with atomic_path(directory / "index.hnsw") as tmp:
-                self.backend.index.save_index(str(tmp))
-            files.append(directory / "index.hnsw")
-            state["meta"]["removed"] = sorted(self.backend.removed)
+        index_files, state["meta"]["backend"] = self.backend.save(directory)
+        files = [directory / "store.npz", *index_files]
         state["meta"]["checksums"] = {p.name: _digest(p) for p in files}
         write_json(directory / "store.json", state["meta"])
 
@@ -458,11 +453,9 @@ class PrototypeStore:
         if arrays["means"].shape[1:] != (self.dim,):
             raise DataError(f"saved store holds {arrays['means'].shape[1]}-d prototypes, this store is {self.dim}-d. "
                             "Fix: load it with the encoder it was built with.")
-        hnsw = self.backend_name == "hnswlib"
-        self.load_state_dict({"arrays": arrays, "meta": meta}, rebuild_index=not hnsw)
-        if hnsw:
-            self.backend.index.load_index(str(directory / "index.hnsw"))
-            self.backend.removed = set(meta["removed"])
+        self.load_state_dict({"arrays": arrays, "meta": meta}, rebuild_index=False)
+        ids = self.ids
+        self.backend.load(directory, meta.get("backend", {}), ids, self.conditioned(ids))
 
     # -- statistics ---------------------------------------------------------------------------
     @property
