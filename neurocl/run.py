@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from neurocl import plots
 from neurocl.data.corruptions import corrupt_condition
 from neurocl.driver import Features, evaluate_readouts, run_stream
-from neurocl.encoders import FeatureCache
+from neurocl.encoders import FeatureCache, check_accepts
 from neurocl.errors import ConfigError, NeuroclError
 from neurocl.io import atomic_path, write_json
 from neurocl.memory import PrototypeMemory
@@ -45,6 +45,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     # Build everything before encoding, so that a bad value fails in seconds, not after minutes.
     splits = build(cfg.dataset).load()
     encoder = build(cfg.encoder)
+    check_accepts(encoder, splits.modality, f"dataset {splits.name}")
     scenario = build(cfg.scenario)
     scenario.class_sequence(splits.num_classes)
     memory = build(cfg.memory, dim=encoder.dim, num_classes=splits.num_classes)

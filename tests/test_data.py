@@ -50,7 +50,7 @@ def test_fashion_mnist_bad_input(fmnist_dir, tmp_path):
         FashionMNIST(root=str(fmnist_dir), image_shape=[3, 32, 32]).load()
     with gzip.open(fmnist_dir / "t10k-labels-idx1-ubyte.gz", "wb") as f:  # labels of another split
         f.write(bytes([0, 0, 8, 1]) + (7).to_bytes(4, "big") + bytes(7))
-    with pytest.raises(DataError, match="30 images but 7 labels"):
+    with pytest.raises(DataError, match="30 samples but 7 labels"):
         FashionMNIST(root=str(fmnist_dir)).load()
 
 
@@ -62,10 +62,10 @@ def test_digits_split_is_fixed_and_stratified():
 
 
 def test_corruptions_change_images_not_labels():
-    from neurocl.data.base import ImageSplit
+    from neurocl.data.base import Split
     from neurocl.data.corruptions import corrupt
 
-    split = ImageSplit(torch.full((6, 1, 10, 10), 0.5), torch.arange(6))
+    split = Split(torch.full((6, 1, 10, 10), 0.5), torch.arange(6))
     noisy = corrupt(split, "gaussian_noise", 0.3)
     assert torch.equal(noisy.labels, split.labels) and 0 <= noisy.images.min() and noisy.images.max() <= 1
     assert (noisy.images - split.images).abs().mean() > 0.1
@@ -80,9 +80,9 @@ def test_corruptions_change_images_not_labels():
 
 
 def test_a_condition_with_a_misspelt_key_is_named():
-    from neurocl.data.base import ImageSplit
+    from neurocl.data.base import Split
     from neurocl.data.corruptions import corrupt_condition
 
-    split = ImageSplit(torch.zeros(2, 1, 4, 4), torch.arange(2))
+    split = Split(torch.zeros(2, 1, 4, 4), torch.arange(2))
     with pytest.raises(ConfigError, match="conditions.noise"):
         corrupt_condition(split, "noise", {"kind": "gaussian_noise", "severty": 0.3})

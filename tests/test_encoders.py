@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from neurocl.data import Digits
-from neurocl.data.base import ImageSplit
+from neurocl.data.base import Split
 from neurocl.encoders import EfficientNetLite, FeatureCache, Pixels
 from neurocl.errors import ConfigError, DataError
 
@@ -93,7 +93,7 @@ def test_nan_images_and_features_are_refused(digits):
     images = digits.train.images[:4].clone()
     images[2, 0, 3, 3] = float("nan")
     with pytest.raises(DataError, match="NaN or inf in 1 of 4 rows"):
-        ImageSplit(images, digits.train.labels[:4])
+        Split(images, digits.train.labels[:4])
 
     class Broken(Pixels):
         def encode(self, images):

@@ -2,13 +2,13 @@
 
 import torch
 
-from neurocl.data.base import ImageSplit
+from neurocl.data.base import Split
 from neurocl.errors import ConfigError
 
 KINDS = ("gaussian_noise", "occlusion")
 
 
-def corrupt(split: ImageSplit, kind: str, severity: float, seed: int = 0) -> ImageSplit:
+def corrupt(split: Split, kind: str, severity: float, seed: int = 0) -> Split:
     """gaussian_noise: add N(0, severity^2) to the pixels, clipped to [0, 1].
     occlusion: black out one square of side severity * min(H, W) per image, at a random position."""
     if kind not in KINDS:
@@ -27,11 +27,14 @@ def corrupt(split: ImageSplit, kind: str, severity: float, seed: int = 0) -> Ima
         rows = (torch.arange(H)[None, :] >= top[:, None]) & (torch.arange(H)[None, :] < top[:, None] + side)
         cols = (torch.arange(W)[None, :] >= left[:, None]) & (torch.arange(W)[None, :] < left[:, None] + side)
         images[(rows[:, :, None] & cols[:, None, :])[:, None].expand_as(images)] = 0.0
-    return ImageSplit(images, split.labels)
+    return Split(images, split.labels, split.ids)
 
 
-def corrupt_condition(split: ImageSplit, name: str, condition) -> ImageSplit:
+def corrupt_condition(split: Split, name: str, condition) -> Split:
     """`corrupt` from a config entry {kind, severity}, with its unknown or missing keys named."""
+    if split.modality != "image" or not isinstance(split.data, torch.Tensor):
+        raise ConfigError(f"conditions.{name}", dict(condition), f"pixel corruptions apply to image datasets, "
+                          f"this one holds {split.modality} samples", "set conditions=none")
     keys = set(condition)
     if keys != {"kind", "severity"}:
         raise ConfigError(f"conditions.{name}", dict(condition), f"needs exactly the keys kind and severity, "

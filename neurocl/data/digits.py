@@ -2,7 +2,7 @@
 
 import torch
 
-from neurocl.data.base import ImageSplit, Splits
+from neurocl.data.base import Split, Splits
 from neurocl.errors import ConfigError
 
 
@@ -22,5 +22,7 @@ class Digits:
         # The split is part of the dataset, not of the run: fixed, whatever the seed.
         tr, te = train_test_split(torch.arange(len(y)), test_size=self.test_fraction,
                                   stratify=y, random_state=0)
-        return Splits("digits", ImageSplit(x[tr], y[tr]), ImageSplit(x[te], y[te]),
+        ids = [f"sklearn-digits#{i}" for i in range(len(y))]
+        split = lambda rows: Split(x[rows], y[rows], [ids[i] for i in rows.tolist()])
+        return Splits("digits", split(tr), split(te),
                       [str(i) for i in range(10)]).check_image_shape(self.image_shape)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from neurocl.data.base import ImageSplit, Splits, check_size
+from neurocl.data.base import Split, Splits, check_size
 from neurocl.data.idx import read_idx
 from neurocl.errors import DataError
 
@@ -35,7 +35,7 @@ class FashionMNIST:
             "from the Fashion-MNIST project and point dataset.root=/path/to/them."
         )
 
-    def _split(self, split: str, size) -> ImageSplit:
+    def _split(self, split: str, size) -> Split:
         images_file, labels_file = (self._find(s) for s in FILES[split])
         images, labels = read_idx(images_file), read_idx(labels_file)
         if images.ndim != 3 or labels.ndim != 1:
@@ -44,7 +44,8 @@ class FashionMNIST:
                 "expected (N, 28, 28) images and (N,) labels. Fix: reinstall the dataset files."
             )
         x = torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1)
-        return ImageSplit(x, torch.from_numpy(labels.astype("int64"))).head(size)
+        ids = [f"{images_file.name}#{row}" for row in range(len(x))]
+        return Split(x, torch.from_numpy(labels.astype("int64")), ids).head(size)
 
     def load(self) -> Splits:
         return Splits("fashion_mnist", self._split("train", self.train_size),

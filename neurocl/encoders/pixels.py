@@ -9,6 +9,7 @@ from neurocl.errors import ConfigError
 
 class Pixels:
     name = "pixels"
+    accepts = ("image",)
 
     def __init__(self, image_shape: tuple[int, int, int], resolution: int | None = None,
                  normalize: bool = True, batch_size: int = 4096):
@@ -19,7 +20,8 @@ class Pixels:
         self.dim = channels * (resolution or height) * (resolution or width)
 
     def cache_key(self) -> dict:
-        return {"name": self.name, "resolution": self.resolution, "normalize": self.normalize}
+        return {"name": self.name, "resolution": self.resolution, "normalize": self.normalize,
+                "device": "cpu", "dtype": "float32"}
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         if self.resolution is not None:
