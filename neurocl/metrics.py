@@ -136,3 +136,43 @@ def risk_coverage(confidence, correct, coverage: float = 0.8) -> dict:
     risk = np.cumsum(1.0 - correct[order]) / np.arange(1, len(order) + 1)
     keep = max(1, int(round(coverage * len(order))))
     return {"aurc": float(risk.mean()), f"accuracy_at_{coverage:g}_coverage": float(correct[order[:keep]].mean())}
+
+
+# --- multi-label: per-label scores against 0/1 targets ----------------------------------------------------
+
+def auroc(scores, targets) -> float:
+    """Area under the ROC curve of `scores` for binary `targets` (Mann-Whitney U, ties count one half);
+    NaN when the targets hold one class only."""
+    scores, targets = np.asarray(scores, float), np.asarray(targets).astype(bool)
+    positives, negatives = targets.sum(), (~targets).sum()
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average ranks over runs of equal scores
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(scores)]
+    for s, e in zip(starts, ends):
+        ranks[order[s:e]] = (s + e + 1) / 2
+    return float((ranks[targets].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def f1(predicted, targets) -> float:
+    """F1 of binary predictions; 0 when there is nothing to find and nothing found is not defined: NaN."""
+    predicted, targets = np.asarray(predicted).astype(bool), np.asarray(targets).astype(bool)
+    tp = (predicted & targets).sum()
+    denominator = predicted.sum() + targets.sum()
+    return float(2 * tp / denominator) if denominator else float("nan")
+
+
+def best_threshold(scores, targets) -> float:
+    """The threshold on `scores` (predict positive when score >= it) that maximises F1 on these samples."""
+    scores, targets = np.asarray(scores, float), np.asarray(targets).astype(bool)
+    if not targets.any():
+        return float("inf")
+    order = np.argsort(-scores, kind="stable")
+    hits = np.cumsum(targets[order])
+    f1s = 2 * hits / (np.arange(1, len(scores) + 1) + targets.sum())
+    last_of_tie = np.r_[np.diff(scores[order]) != 0, True]  # a threshold cannot split equal scores
+    return float(scores[order][np.flatnonzero(last_of_tie)[np.argmax(f1s[last_of_tie])]])

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from neurocl import plots
 from neurocl.data.corruptions import corrupt_condition
-from neurocl.driver import Features, evaluate_readouts, run_stream
+from neurocl.driver import Features, evaluate_readouts, run_multilabel_stream, run_stream
 from neurocl.encoders import FeatureCache, check_accepts
 from neurocl.errors import ConfigError, NeuroclError
 from neurocl.io import atomic_path, write_json
@@ -63,10 +63,14 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         test_sets[name] = Features(cache.features(encoder, corrupted, splits.name, f"test-{name}"), corrupted.labels)
     encode_s = time.perf_counter() - start
     stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)
-    results = run_stream(stream, memory, train, test, splits.num_classes, logger, seed=cfg.seed,
-                         observe_batch_size=cfg.observe_batch_size, eval_batch_size=cfg.eval_batch_size)
-    readouts = memory.readouts() if hasattr(memory, "readouts") else {"memory": memory.predict}
-    results["conditions"] = evaluate_readouts(readouts, test_sets, cfg.eval_batch_size)
+    drive = dict(logger=logger, seed=cfg.seed, observe_batch_size=cfg.observe_batch_size,
+                 eval_batch_size=cfg.eval_batch_size)
+    if stream.multi_label:
+        results = run_multilabel_stream(stream, memory, train, test, **drive)
+    else:
+        results = run_stream(stream, memory, train, test, splits.num_classes, **drive)
+        readouts = memory.readouts() if hasattr(memory, "readouts") else {"memory": memory.predict}
+        results["conditions"] = evaluate_readouts(readouts, test_sets, cfg.eval_batch_size)
     results.update(config=OmegaConf.to_container(cfg, resolve=True), encode_s=encode_s,
                    feature_cache={"hits": cache.hits, "misses": cache.misses},
                    wall_s=time.perf_counter() - start)

@@ -27,7 +27,8 @@ class Experience:
 class Stream:
     experiences: list[Experience]
     task_aware: bool
-    benchmark: object  # the avalanche CLScenario, for Avalanche strategies
+    benchmark: object  # the avalanche CLScenario, for Avalanche strategies (None for multi-label streams)
+    multi_label: bool = False
 
     def __len__(self):
         return len(self.experiences)
@@ -105,6 +106,9 @@ class ClassIncremental:
         from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
         from avalanche.benchmarks.scenarios.task_aware import task_incremental_benchmark
 
+        if train_labels.ndim != 1:
+            raise ConfigError("scenario", type(self).__name__, "the dataset is multi-label ((N, L) labels)",
+                              "use scenario=multi_label")
         order = self.class_sequence(num_classes)
         for name, labels in (("train", train_labels), ("test", test_labels)):
             missing = sorted(set(range(num_classes)) - set(labels.unique().tolist()))
@@ -137,3 +141,37 @@ class TaskIncremental(ClassIncremental):
     so a prediction chooses only among the classes of that task."""
 
     task_aware = True
+
+
+class MultiLabelIncremental:
+    """Labels arrive in groups of `labels_per_experience` (in column order: by frequency for our datasets).
+
+    Experience t trains on the samples that carry at least one of its labels, annotated with those labels only
+    (the others are not known yet: partial labels, as in multi-label class-incremental learning); every test
+    sample is a test sample of every experience, scored per label by AUROC and F1. Needs (N, L) 0/1 labels.
+    """
+
+    task_aware = False
+
+    def __init__(self, labels_per_experience: int = 2):
+        if not isinstance(labels_per_experience, int) or labels_per_experience < 1:
+            raise ConfigError("scenario.labels_per_experience", labels_per_experience, "must be a positive integer",
+                              "set scenario.labels_per_experience=2")
+        self.labels_per_experience = labels_per_experience
+
+    def class_sequence(self, num_labels: int) -> list[int]:
+        return list(range(num_labels))
+
+    def build(self, train_features, train_labels, test_features, test_labels, num_labels: int) -> Stream:
+        if train_labels.ndim != 2 or test_labels.ndim != 2:
+            raise ConfigError("scenario", "multi_label", "needs a multi-label dataset ((N, L) 0/1 labels)",
+                              "use a dataset with labels=multi (e.g. dataset=iu_xray_reports dataset.labels=multi)")
+        groups = [list(range(s, min(s + self.labels_per_experience, num_labels)))
+                  for s in range(0, num_labels, self.labels_per_experience)]
+        experiences = []
+        for t, labels in enumerate(groups):
+            train_idx = (train_labels[:, labels] == 1).any(dim=1).nonzero().flatten()
+            if not len(train_idx):
+                raise DataError(f"no training sample carries labels {labels}. Fix: raise dataset.min_reports.")
+            experiences.append(Experience(t, labels, train_idx, torch.arange(len(test_labels)), None))
+        return Stream(experiences, False, benchmark=None, multi_label=True)

@@ -183,3 +183,13 @@ class Splits:
 def check_size(key: str, size):
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise ConfigError(key, size, "must be a positive integer or null (all samples)", f"set {key}=1000 or {key}=null")
+
+
+def stratified_split(labels: torch.Tensor, test_fraction: float, stratify: bool = True):
+    """Sorted train and test rows, seed 0: a dataset's split is part of the dataset, not of the run."""
+    from sklearn.model_selection import train_test_split
+
+    rows = torch.arange(len(labels))
+    train, test = train_test_split(rows, test_size=test_fraction, random_state=0,
+                                   stratify=labels if stratify else None)
+    return train.sort().values, test.sort().values

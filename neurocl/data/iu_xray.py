@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from neurocl.data.base import Split, Splits
+from neurocl.data.base import Split, Splits, stratified_split
 from neurocl.errors import ConfigError, DataError
 
 ARCHIVE = "NLMCXR_reports.tgz"
@@ -109,15 +109,6 @@ def ranked_terms(reports, num_terms: int | None = None) -> list[tuple[str, int]]
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:num_terms]
 
 
-def stratified_split(labels: torch.Tensor, test_fraction: float, stratify: bool):
-    from sklearn.model_selection import train_test_split
-
-    rows = torch.arange(len(labels))
-    train, test = train_test_split(rows, test_size=test_fraction, random_state=0,
-                                   stratify=labels if stratify else None)
-    return train.sort().values, test.sort().values
-
-
 class IUXrayReports:
     def __init__(self, path: str | None = None, labels: str = "single", num_terms: int = 10, min_reports: int = 40,
                  test_fraction: float = 0.3):
@@ -168,3 +159,111 @@ class IUXrayReports:
         train, test = stratified_split(labels, self.test_fraction, stratify=self.labels == "single")
         pick = lambda rows: self.make_split([reports[i] for i in rows.tolist()], labels[rows], names)
         return Splits("iu_xray_reports", pick(train), pick(test), names)
+
+
+# --- the same reports as scanned-like pages -------------------------------------------------------------
+
+PAGE_HEADER = ("INDIANA UNIVERSITY HEALTH", "Department of Radiology", "CHEST X-RAY REPORT")
+
+
+def page_lines(report: Report) -> list[tuple[str, str]]:
+    """(style, text) lines of a report's page, before wrapping: header, report id, FINDINGS, IMPRESSION."""
+    lines = [("title", PAGE_HEADER[0]), ("subtitle", PAGE_HEADER[1]), ("subtitle", PAGE_HEADER[2]),
+             ("body", f"Report: {report.report_id}")]
+    for label in ("FINDINGS", "IMPRESSION"):
+        lines += [("heading", f"{label}:"), ("body", report.section(label) or "None.")]
+    return lines
+
+
+def page_text(report: Report) -> str:
+    """The text printed on the page, one space between words: the reference for OCR's character error rate."""
+    return " ".join(" ".join(text.split()) for _, text in page_lines(report))
+
+
+@lru_cache(maxsize=32)
+def report_fonts(points: int) -> dict:
+    from PIL import ImageFont
+
+    return {"title": ImageFont.load_default(size=round(points * 1.4)),
+            "subtitle": ImageFont.load_default(size=round(points * 1.1)),
+            "heading": ImageFont.load_default(size=points), "body": ImageFont.load_default(size=points)}
+
+
+def render_page(report: Report, size: tuple[int, int] = (1056, 816), font_size: int = 20):
+    """A grey page (PIL image, H x W = `size`) laid out as a radiology report; long reports get a smaller font."""
+    from PIL import Image, ImageDraw
+
+    height, width = size
+    margin = width // 12
+    for points in range(font_size, 7, -1):
+        fonts = report_fonts(points)
+        placed, y = [], margin
+        for style, text in page_lines(report):
+            font, words, line = fonts[style], text.split(), ""
+            for word in words:  # wrap to the text width
+                if line and font.getlength(f"{line} {word}") > width - 2 * margin:
+                    placed.append((y, line, font))
+                    y, line = y + round(font.size * 1.45), word
+                else:
+                    line = f"{line} {word}".strip()
+            placed.append((y, line, font))
+            y += round(font.size * (2.2 if style != "body" else 1.9))
+        if y < height - margin:
+            break
+    page = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(page)
+    for y, line, font in placed:
+        draw.text((margin, y), line, font=font, fill=0)
+    draw.line((margin, margin - 12, width - margin, margin - 12), fill=0, width=2)  # a letterhead rule
+    return page
+
+
+@dataclass(frozen=True)
+class ReportPages:
+    """Rendered lazily (a page is 0.9 MB as float32): `load()` gives a (n, 1, H, W) tensor in [0, 1]."""
+
+    reports: tuple
+    size: tuple = (1056, 816)
+    font_size: int = 20
+
+    def __len__(self):
+        return len(self.reports)
+
+    def take(self, index: torch.Tensor) -> "ReportPages":
+        return ReportPages(tuple(self.reports[i] for i in index.tolist()), self.size, self.font_size)
+
+    def load(self) -> torch.Tensor:
+        import numpy as np
+
+        pages = [np.asarray(render_page(r, self.size, self.font_size), dtype=np.float32) for r in self.reports]
+        return torch.from_numpy(np.stack(pages) / 255.0).float().unsqueeze(1) if pages else torch.empty(0, 1, *self.size)
+
+    def digest(self, h):
+        h.update(f"pages{self.size}{self.font_size}{len(self.reports)}".encode())
+        for report in self.reports:
+            encoded = page_text(report).encode()
+            h.update(len(encoded).to_bytes(8, "little") + encoded)
+
+
+class IUXrayPages(IUXrayReports):
+    """The IU reports as page images (header, FINDINGS and IMPRESSION laid out as a report), same protocol,
+    same split, same ids: a document stream built from real text. `meta` holds each page's printed text."""
+
+    def __init__(self, path: str | None = None, labels: str = "single", num_terms: int = 10, min_reports: int = 40,
+                 test_fraction: float = 0.3, page_size: tuple[int, int] = (1056, 816), font_size: int = 20):
+        super().__init__(path, labels, num_terms, min_reports, test_fraction)
+        if len(page_size) != 2 or min(page_size) < 200 or font_size < 8:
+            raise ConfigError("dataset.page_size/font_size", (list(page_size), font_size),
+                              "pages need at least 200 x 200 px and an 8 px font to be legible",
+                              "set dataset.page_size=[1056,816] dataset.font_size=20")
+        self.page_size, self.font_size = tuple(page_size), font_size
+
+    def make_split(self, reports: list[Report], labels: torch.Tensor, names: list[str]) -> Split:
+        return Split(ReportPages(tuple(reports), self.page_size, self.font_size), labels,
+                     [r.report_id for r in reports], "page", names if self.labels == "multi" else None,
+                     [{"text": page_text(r)} for r in reports])
+
+    def load(self) -> Splits:
+        splits = super().load()
+        splits.name = "iu_xray_pages"
+        return splits
