@@ -138,12 +138,19 @@ def risk_coverage(confidence, correct, coverage: float = 0.8) -> dict:
     return {"aurc": float(risk.mean()), f"accuracy_at_{coverage:g}_coverage": float(correct[order[:keep]].mean())}
 
 
-# --- multi-label: per-label scores against 0/1 targets ----------------------------------------------------
+# --- multi-label: per-label scores against 0/1 targets; a target below 0 is unknown (MIMIC-CXR's uncertain
+# labels under uncertain=ignore) and is left out -------------------------------------------------------------
+
+def known(scores, targets):
+    scores, targets = np.asarray(scores, float), np.asarray(targets)
+    keep = targets >= 0
+    return scores[keep], targets[keep].astype(bool)
+
 
 def auroc(scores, targets) -> float:
     """Area under the ROC curve of `scores` for binary `targets` (Mann-Whitney U, ties count one half);
     NaN when the targets hold one class only."""
-    scores, targets = np.asarray(scores, float), np.asarray(targets).astype(bool)
+    scores, targets = known(scores, targets)
     positives, negatives = targets.sum(), (~targets).sum()
     if positives == 0 or negatives == 0:
         return float("nan")
@@ -160,7 +167,8 @@ def auroc(scores, targets) -> float:
 
 def f1(predicted, targets) -> float:
     """F1 of binary predictions; 0 when there is nothing to find and nothing found is not defined: NaN."""
-    predicted, targets = np.asarray(predicted).astype(bool), np.asarray(targets).astype(bool)
+    predicted, targets = known(predicted, targets)
+    predicted = predicted.astype(bool)
     tp = (predicted & targets).sum()
     denominator = predicted.sum() + targets.sum()
     return float(2 * tp / denominator) if denominator else float("nan")
@@ -168,7 +176,7 @@ def f1(predicted, targets) -> float:
 
 def best_threshold(scores, targets) -> float:
     """The threshold on `scores` (predict positive when score >= it) that maximises F1 on these samples."""
-    scores, targets = np.asarray(scores, float), np.asarray(targets).astype(bool)
+    scores, targets = known(scores, targets)
     if not targets.any():
         return float("inf")
     order = np.argsort(-scores, kind="stable")

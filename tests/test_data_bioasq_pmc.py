@@ -333,11 +333,11 @@ def test_configs_instantiate_the_loaders(bioasq_file, papers):
     from hydra.utils import instantiate
 
     cfg = compose("dataset=bioasq", f"dataset.path={bioasq_file}")
-    assert cfg.dataset._target_ == "neurocl.data.bioasq.BioASQ"
+    assert cfg.dataset._target_ == "neurocl.data.BioASQ"
     assert instantiate(cfg.dataset).load().class_names == ["yesno", "factoid", "list", "summary"]
     cfg = compose("dataset=pmc", f"dataset.root={papers}", "dataset.ocr=false", "dataset.test_fraction=0.5",
                   "dataset.page_size=[32,24]")
-    assert cfg.dataset._target_ == "neurocl.data.pmc.PMCPapers"
+    assert cfg.dataset._target_ == "neurocl.data.PMCPapers"
     assert instantiate(cfg.dataset).load().train.images.shape[1:] == (1, 32, 24)
     from omegaconf.errors import MissingMandatoryValue
 

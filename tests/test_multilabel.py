@@ -18,6 +18,9 @@ def test_auroc_by_hand():
     assert metrics.auroc([0.5, 0.5, 0.5], [1, 0, 0]) == pytest.approx(0.5)  # ties count one half
     assert metrics.auroc([0.9, 0.1], [1, 0]) == 1.0 and metrics.auroc([0.1, 0.9], [1, 0]) == 0.0
     assert np.isnan(metrics.auroc([0.1, 0.9], [1, 1]))  # one class only
+    # an unknown target (-1, an uncertain label left as unknown) is left out, not counted as positive
+    assert metrics.auroc([0.8, 0.6, 0.4, 0.2, 0.9], [1, 0, 1, 0, -1]) == pytest.approx(0.75)
+    assert metrics.auroc([0.8, 0.6, 0.4, 0.2, 0.9], [1, 0, 1, 0, 1]) != pytest.approx(0.75)
     rng = np.random.default_rng(0)  # against the pairwise definition
     s, y = rng.integers(0, 5, 40).astype(float), rng.integers(0, 2, 40)
     pairs = [(a > b) + 0.5 * (a == b) for a in s[y == 1] for b in s[y == 0]]
@@ -27,6 +30,7 @@ def test_auroc_by_hand():
 def test_f1_and_the_threshold_chosen_on_training_scores():
     assert metrics.f1([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(0.5)  # tp 1, fp 1, fn 1
     assert np.isnan(metrics.f1([0, 0], [0, 0]))
+    assert metrics.f1([1, 1, 0, 0, 1], [1, 0, 1, 0, -1]) == pytest.approx(0.5)
     # scores 0.9(+) 0.8(-) 0.7(+) 0.1(-): thresholds 0.9 -> F1 2/3, 0.7 -> 0.8, 0.1 -> 2/3
     assert metrics.best_threshold([0.9, 0.8, 0.7, 0.1], [1, 0, 1, 0]) == pytest.approx(0.7)
     # a threshold cannot split a tie: 0.5 holds a positive and a negative

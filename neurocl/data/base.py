@@ -146,9 +146,7 @@ class Split:
 
     def head(self, size: int | None, seed: int = 0) -> "Split":
         """A fixed random subset of `size` samples (all when size is None), in original order."""
-        if size is None or size >= len(self):
-            return self
-        return self.take(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size].sort().values)
+        return self if size is None or size >= len(self) else self.take(head_rows(len(self), size, seed))
 
     def batches(self, batch_size: int):
         """(start, data) of consecutive batches, for encoders."""
@@ -178,6 +176,13 @@ class Splits:
             raise ConfigError("dataset.image_shape", list(image_shape), f"the {self.name} images are {actual}",
                               f"set dataset.image_shape={actual}")
         return self
+
+
+def head_rows(n: int, size: int | None, seed: int = 0) -> torch.Tensor:
+    """The rows `Split.head(size, seed)` keeps: loaders pick them before decoding anything."""
+    if size is None or size >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
 def check_size(key: str, size):

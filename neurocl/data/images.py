@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neurocl.data.base import Split, Splits, check_size
+from neurocl.data.base import Split, Splits, check_size, head_rows
 from neurocl.errors import ConfigError, DataError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -151,13 +151,6 @@ def stack_images(paths, channels: int, size: int | None, where) -> torch.Tensor:
                             f"{list(out.shape[1:])}. Fix: set dataset.image_size (e.g. 224) to resize all images.")
         out[i] = x
     return torch.zeros(0, channels, size or 1, size or 1) if out is None else out
-
-
-def head_rows(n: int, size: int | None, seed: int = 0) -> torch.Tensor:
-    """The rows `Split.head(size, seed)` keeps, chosen before any image is decoded (the same random subset)."""
-    if size is None or size >= n:
-        return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
 def read_csv(path: Path, columns, what: str, fix: str) -> list[tuple[int, dict]]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from neurocl.data.base import Split, Splits, check_size
-from neurocl.data.images import head_rows
+from neurocl.data.base import head_rows
 from neurocl.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")

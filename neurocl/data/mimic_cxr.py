@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from neurocl.data.base import Split, Splits, check_size
-from neurocl.data.images import check_image_options, head_rows, read_csv, stack_images
+from neurocl.data.base import head_rows
+from neurocl.data.images import check_image_options, read_csv, stack_images
 from neurocl.errors import ConfigError, DataError
 
 log = logging.getLogger("neurocl")

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from neurocl.data.base import ImageText, Split, Splits, check_size
-from neurocl.data.images import check_image_options, head_rows, stack_images
+from neurocl.data.base import head_rows
+from neurocl.data.images import check_image_options, stack_images
 from neurocl.errors import ConfigError, DataError
 
 JSON_NAME = "VQA_RAD Dataset Public.json"

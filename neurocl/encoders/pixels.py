@@ -15,6 +15,9 @@ class Pixels:
                  normalize: bool = True, batch_size: int = 4096):
         if resolution is not None and resolution <= 0:
             raise ConfigError("encoder.resolution", resolution, "must be positive or null", "set encoder.resolution=null")
+        if image_shape is None or len(image_shape) != 3:
+            raise ConfigError("encoder.image_shape", image_shape, "the pixels encoder needs the images' [C, H, W]",
+                              "set dataset.image_shape=[1, 28, 28] (the dataset's own shape)")
         channels, height, width = image_shape
         self.resolution, self.normalize, self.batch_size = resolution, normalize, batch_size
         self.dim = channels * (resolution or height) * (resolution or width)
