@@ -8,6 +8,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neurocl import metrics
+from neurocl.errors import ConfigError
 from neurocl.memory.base import Memory, Prediction, prediction_from_scores
 from neurocl.scenarios import Experience, Stream
 
@@ -37,8 +38,19 @@ def evaluate(memory: Memory, test: Features, experience: Experience, task_aware:
 
 
 def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, num_classes: int,
-               logger, seed: int = 0, observe_batch_size: int = 1024, eval_batch_size: int = 4096) -> dict:
-    """Drive `memory` through `stream`; returns R, the metrics and per-experience timings."""
+               logger, seed: int = 0, observe_batch_size: int = 1024, eval_batch_size: int = 4096,
+               projection=None, pairs: torch.Tensor | None = None) -> dict:
+    """Drive `memory` through `stream`; returns R, the metrics and per-experience timings.
+
+    projection (encoders.projection.StreamProjection): the memory sees projected features; before each
+    experience the projection may be fitted on its training samples' `pairs` (the other modality), after which
+    every feature is projected anew (the memory keeps what it stored in the old space: the stream policy's drift).
+    """
+    raw_train, raw_test = train, test
+    projected = lambda: (Features(projection.transform(raw_train.x), raw_train.y),
+                         Features(projection.transform(raw_test.x), raw_test.y))
+    if projection is not None:
+        train, test = projected()
     T = len(stream)
     R = np.zeros((T, T))
     evaluate_all = lambda: [evaluate(memory, test, e, stream.task_aware, eval_batch_size) for e in stream.experiences]
@@ -48,8 +60,14 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
     for experience in tqdm(stream.experiences, desc="experiences", unit="exp"):
         t = experience.index
         order = experience.train_idx[torch.randperm(len(experience.train_idx), generator=shuffle)]
+        if projection is not None and projection.before_experience(t, raw_train.x[experience.train_idx],
+                                                                   pairs[experience.train_idx]):
+            train, test = projected()
         start = time.perf_counter()
         if hasattr(memory, "train_experience"):  # Avalanche strategies run their own loop on the same experience
+            if projection is not None:
+                raise ConfigError("projection", projection.policy, "Avalanche strategies train on the stream's "
+                                  "own features", "use a frozen-feature memory, or projection=none")
             memory.train_experience(stream.benchmark.train_stream[t])
         else:
             for i in tqdm(range(0, len(order), observe_batch_size), desc=f"observe {t}", unit="batch", leave=False):
@@ -125,8 +143,6 @@ def run_multilabel_stream(stream: Stream, memory: Memory, train: Features, test:
     samples of the experience that introduced it, and is fixed then (training data only, no replay).
     """
     if not hasattr(memory, "observe") or hasattr(memory, "train_experience"):
-        from neurocl.errors import ConfigError
-
         raise ConfigError("memory", type(memory).__name__, "multi-label streams need a frozen-feature memory "
                           "(Avalanche strategies train softmax heads on single labels)",
                           "use memory=prototypes, slda, ncm, knn or ranpac")

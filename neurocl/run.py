@@ -19,11 +19,13 @@ from neurocl import plots
 from neurocl.data.corruptions import corrupt_condition
 from neurocl.driver import Features, evaluate_readouts, run_multilabel_stream, run_stream
 from neurocl.encoders import FeatureCache, check_accepts
+from neurocl.encoders.projection import paired_features
 from neurocl.errors import ConfigError, NeuroclError
 from neurocl.io import atomic_path, write_json
 from neurocl.memory import PrototypeMemory
 from neurocl.memory.analyzer import PrototypeAnalyzer
 from neurocl.runtime import seed_everything
+from neurocl.scenarios import MultiLabelIncremental
 
 log = logging.getLogger("neurocl")
 
@@ -48,7 +50,12 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     check_accepts(encoder, splits.modality, f"dataset {splits.name}")
     scenario = build(cfg.scenario)
     scenario.class_sequence(splits.num_classes)
-    memory = build(cfg.memory, dim=encoder.dim, num_classes=splits.num_classes)
+    projection = build(cfg.projection, dim_a=encoder.dim) if cfg.get("projection") else None
+    if projection and isinstance(scenario, MultiLabelIncremental):
+        raise ConfigError("projection", cfg.projection.policy, "is not supported on multi-label streams",
+                          "set projection=none")
+    memory = build(cfg.memory, dim=projection.head.projection_dim if projection else encoder.dim,
+                   num_classes=splits.num_classes)
     if cfg.export_nir and not hasattr(memory, "to_nir"):
         raise ConfigError("export_nir", True, f"{type(memory).__name__} is not a spiking network",
                           "use memory=prototypes_snn or export_nir=false")
@@ -61,6 +68,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     for name, condition in cfg.conditions.items():
         corrupted = corrupt_condition(splits.test, name, condition)
         test_sets[name] = Features(cache.features(encoder, corrupted, splits.name, f"test-{name}"), corrupted.labels)
+    pairs = paired_features(projection, cache, splits) if projection and projection.policy != "frozen" else None
     encode_s = time.perf_counter() - start
     stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)
     drive = dict(logger=logger, seed=cfg.seed, observe_batch_size=cfg.observe_batch_size,
@@ -68,7 +76,11 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     if stream.multi_label:
         results = run_multilabel_stream(stream, memory, train, test, **drive)
     else:
-        results = run_stream(stream, memory, train, test, splits.num_classes, **drive)
+        results = run_stream(stream, memory, train, test, splits.num_classes, **drive,
+                             projection=projection, pairs=pairs)
+        if projection:
+            test_sets = {name: Features(projection.transform(f.x), f.y) for name, f in test_sets.items()}
+            results["projection"] = {"policy": projection.policy, "fits": projection.fits}
         readouts = memory.readouts() if hasattr(memory, "readouts") else {"memory": memory.predict}
         results["conditions"] = evaluate_readouts(readouts, test_sets, cfg.eval_batch_size)
     results.update(config=OmegaConf.to_container(cfg, resolve=True), encode_s=encode_s,
@@ -80,7 +92,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         plots.prototype_map(*analyzer.map_2d(), output_dir / "prototype_map.png", splits.class_names)
     if hasattr(memory, "spike_record"):
         few = torch.arange(0, len(test.y), max(1, len(test.y) // 4))[:4]  # queries spread over the experiences
-        plots.spike_raster(*memory.spike_record(test.x[few]), test.y[few], output_dir / "spike_raster.png",
+        plots.spike_raster(*memory.spike_record(test_sets["clean"].x[few]), test.y[few], output_dir / "spike_raster.png",
                            splits.class_names, dt_ms=1e3 * memory.dt)
     if cfg.export_nir:
         import nir

@@ -295,7 +295,7 @@ def test_ocr_reads_a_full_size_page(ocr_text):
     text = ocr_text.read(page[None])[0]
     cer = character_error_rate(squash(text), squash(" ".join(lines)))
     print(f"full page {tuple(page.shape[1:])}: CER {cer:.4f} in {time.perf_counter() - start:.1f} s")
-    assert cer < 0.05
+    assert cer < 0.02
 
 
 SKIMAGE_TEXT = ("Region-based segmentation Let us first determine markers of the coins and the background. These "
@@ -311,13 +311,13 @@ def test_ocr_text_encodes_real_pages(ocr_text):
     cer = character_error_rate(squash(texts[0]), SKIMAGE_TEXT)
     print(f"skimage.data.page() {tuple(pages[0].shape[1:])}: CER {cer:.3f} (both pages read in "
           f"{time.perf_counter() - start:.1f} s); read {texts[0]!r}")
-    assert "segmentation" in texts[0] and cer < 0.3  # uneven lighting and a cut-off line: far from perfect
+    assert "segmentation" in texts[0] and cer < 0.05  # misses ">>> " and reads "_" as a space
     features = ocr_text.text_encoder.encode(texts)  # encode() == the text encoder on read()
     assert features.shape == (2, 384) and torch.isfinite(features).all()
     assert torch.allclose(features.norm(dim=1), torch.ones(2), atol=1e-5)
     assert (features[0] - features[1]).abs().max() > 1e-3
-    assert ocr_text.encode(torch.ones(1, 1, 64, 64)).shape == (1, 384)  # a blank page reads as ""
-    assert ocr_text.read(torch.ones(1, 3, 64, 64)) == [""]
+    blank = ocr_text.encode(torch.ones(1, 3, 64, 64))  # an RGB page with nothing on it reads as ""
+    assert torch.allclose(blank, ocr_text.text_encoder.encode([""]))
 
 
 def test_ocr_text_cache_key_names_engine_models_and_text_encoder(ocr_text):
@@ -325,7 +325,7 @@ def test_ocr_text_cache_key_names_engine_models_and_text_encoder(ocr_text):
     assert json.dumps(key)  # the feature cache hashes it as JSON
     assert key["name"] == "ocr_text" and key["device"] == "cpu" and key["dtype"] == "float32"
     assert key["ocr"]["engine"] == "rapidocr" and key["ocr"]["version"] == "3.10.0"
-    assert set(key["ocr"]["models"]) == {"Det", "Cls", "Rec"}
+    assert set(key["ocr"]["models"]) == {"Det", "Cls", "Rec"} and key["ocr"]["params"]["Global.use_cls"] == "False"
     assert all(len(m["sha256"]) == 64 for m in key["ocr"]["models"].values())
     assert key["text_encoder"] == ocr_text.text_encoder.cache_key() and key["text_encoder"]["name"] == "minilm"
     with pytest.raises(DataError, match="Det model not found"):
@@ -335,6 +335,6 @@ def test_ocr_text_cache_key_names_engine_models_and_text_encoder(ocr_text):
 
 
 def test_ocr_text_config_instantiates_with_a_nested_text_encoder():
-    encoder = instantiate(compose("encoder=ocr_text", "device=cpu", "+encoder.ocr_params.Global.use_cls=false").encoder)
+    encoder = instantiate(compose("encoder=ocr_text", "device=cpu", "+encoder.ocr_params.Global.use_cls=true").encoder)
     assert isinstance(encoder, OCRText) and encoder.accepts == ("page",) and encoder.dim == 384
-    assert encoder.cache_key()["ocr"]["params"]["Global.use_cls"] == "False"
+    assert encoder.cache_key()["ocr"]["params"]["Global.use_cls"] == "True"  # the angle classifier back on

@@ -97,7 +97,7 @@ def test_auto_readout_leaves_the_vote_where_it_loses_on_held_out_data():
     memory.observe(x, y, 0)
     memory.predict(x[:1])
     assert memory.chosen != "vote"
-    assert memory.tallies[memory.chosen] > memory.tallies["vote"]  # chosen because it won on held-out data
+    assert memory.holdout_accuracy(memory.chosen) > memory.holdout_accuracy("vote")  # it won on held-out data
     fresh = torch.randn(len(y), 8, generator=g) * scale + torch.tensor([0.0, 1.5] + [0.0] * 6) * y[:, None] + 30.0
     restricted = PrototypeMemory(8, 2, readout="vote", backend="exact")
     restricted.observe(x, y, 0)

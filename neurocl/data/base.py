@@ -148,6 +148,15 @@ class Split:
         """A fixed random subset of `size` samples (all when size is None), in original order."""
         return self if size is None or size >= len(self) else self.take(head_rows(len(self), size, seed))
 
+    def stratified_head(self, size: int | None) -> "Split":
+        """A fixed subset of `size` samples with the class proportions of the whole (seed 0), in original order."""
+        if size is None or size >= len(self) or self.multi_label:
+            return self.head(size)
+        from sklearn.model_selection import train_test_split
+
+        keep, _ = train_test_split(torch.arange(len(self)), train_size=size, random_state=0, stratify=self.labels)
+        return self.take(keep.sort().values)
+
     def batches(self, batch_size: int):
         """(start, data) of consecutive batches, for encoders."""
         for start in range(0, len(self), batch_size):

@@ -17,7 +17,8 @@ Protocol (single-label, `labels: single`):
     Opacity, Thoracic Vertebrae, Calcinosis, Spine, Pulmonary Atelectasis,
     Cicatrix;
   - stratified train/test split, `test_fraction` 0.3, seed 0 (fixed: part of
-    the dataset, not of the run).
+    the dataset, not of the run); `train_size` / `test_size` take fixed
+    stratified subsets of them (seed 0), e.g. for the slow OCR route.
 
 Multi-label (`labels: multi`): every report with non-empty text; its labels
 are all of its terms among those with at least `min_reports` reports over the
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from neurocl.data.base import Split, Splits, stratified_split
+from neurocl.data.base import Split, Splits, check_size, stratified_split
 from neurocl.errors import ConfigError, DataError
 
 ARCHIVE = "NLMCXR_reports.tgz"
@@ -111,7 +112,10 @@ def ranked_terms(reports, num_terms: int | None = None) -> list[tuple[str, int]]
 
 class IUXrayReports:
     def __init__(self, path: str | None = None, labels: str = "single", num_terms: int = 10, min_reports: int = 40,
-                 test_fraction: float = 0.3):
+                 test_fraction: float = 0.3, train_size: int | None = None, test_size: int | None = None):
+        check_size("dataset.train_size", train_size)
+        check_size("dataset.test_size", test_size)
+        self.train_size, self.test_size = train_size, test_size
         if labels not in ("single", "multi"):
             raise ConfigError("dataset.labels", labels, "must be single or multi", "set dataset.labels=single")
         for key, value in (("dataset.num_terms", num_terms), ("dataset.min_reports", min_reports)):
@@ -157,8 +161,9 @@ class IUXrayReports:
     def load(self) -> Splits:
         reports, labels, names = self.selection()
         train, test = stratified_split(labels, self.test_fraction, stratify=self.labels == "single")
-        pick = lambda rows: self.make_split([reports[i] for i in rows.tolist()], labels[rows], names)
-        return Splits("iu_xray_reports", pick(train), pick(test), names)
+        pick = lambda rows, size: self.make_split([reports[i] for i in rows.tolist()], labels[rows],
+                                                  names).stratified_head(size)
+        return Splits("iu_xray_reports", pick(train, self.train_size), pick(test, self.test_size), names)
 
 
 # --- the same reports as scanned-like pages -------------------------------------------------------------
@@ -250,8 +255,9 @@ class IUXrayPages(IUXrayReports):
     same split, same ids: a document stream built from real text. `meta` holds each page's printed text."""
 
     def __init__(self, path: str | None = None, labels: str = "single", num_terms: int = 10, min_reports: int = 40,
-                 test_fraction: float = 0.3, page_size: tuple[int, int] = (1056, 816), font_size: int = 20):
-        super().__init__(path, labels, num_terms, min_reports, test_fraction)
+                 test_fraction: float = 0.3, train_size: int | None = None, test_size: int | None = None,
+                 page_size: tuple[int, int] = (1056, 816), font_size: int = 20):
+        super().__init__(path, labels, num_terms, min_reports, test_fraction, train_size, test_size)
         if len(page_size) != 2 or min(page_size) < 200 or font_size < 8:
             raise ConfigError("dataset.page_size/font_size", (list(page_size), font_size),
                               "pages need at least 200 x 200 px and an 8 px font to be legible",

@@ -62,7 +62,8 @@ def flatten(params: dict, prefix: str = "") -> dict:
 
 class PageOCR:
     """RapidOCR with the default PP-OCR models, or others set in `params` (RapidOCR's config keys, nested or
-    dotted: {"Det": {"model_path": ...}} or {"Det.model_path": ...})."""
+    dotted: {"Det": {"model_path": ...}} or {"Det.model_path": ...}). Pages are taken as upright: the
+    angle classifier is off unless params turn it on ({"Global": {"use_cls": True}}, for rotated scans)."""
 
     STAGES = ("Det", "Cls", "Rec")
 
@@ -74,7 +75,9 @@ class PageOCR:
         except ImportError as e:
             raise DataError("rapidocr is not installed. Fix: `pip install rapidocr onnxruntime`.") from e
         self.version = version("rapidocr")
-        self.params = {"Global.log_level": "warning", **flatten(params or {})}
+        # No angle classifier by default: on upright pages it flips whole lines by 180 degrees and they read as
+        # garbage (skimage.data.page(): CER 0.124 with it, 0.017 without; rendered pages: 0.17 vs 0.0).
+        self.params = {"Global.log_level": "warning", "Global.use_cls": False, **flatten(params or {})}
         self.engine = RapidOCR(params=self.params)
         self.model_files = self._model_files()  # checked before RapidOCR would try to fetch a missing one
         self._digest = None

@@ -257,14 +257,23 @@ class StreamProjection:
         return self.head.project_b(x)
 
 
-def stream_projection(dim_a: int, dim_b: int, policy: str = "first_experience", projection_dim: int = 256,
-                      temperature: float = 0.07, learn_temperature: bool = False, seed: int = 0,
-                      checkpoint: str | None = None, fit: dict | None = None) -> StreamProjection:
-    """The `_target_` of conf/projection/contrastive.yaml; the entry point passes the two encoders' dims.
+def stream_projection(dim_a: int, dim_b: int | None = None, policy: str = "first_experience",
+                      projection_dim: int = 256, temperature: float = 0.07, learn_temperature: bool = False,
+                      seed: int = 0, checkpoint: str | None = None, fit: dict | None = None,
+                      pair_dataset=None, pair_encoder=None) -> StreamProjection:
+    """The `_target_` of conf/projection/contrastive.yaml; the entry point passes dim_a (the stream encoder's).
+
+    `pair_dataset` and `pair_encoder` give modality b: a dataset with the same samples (same ids, same split)
+    as the run's, e.g. the report texts of report pages; dim_b defaults to the pair encoder's dim.
 
     `checkpoint`: a state dict saved with torch.save(head.state_dict()), loaded before the stream (usually with
     policy frozen). Without one the head starts from its seeded random init.
     """
+    if dim_b is None:
+        if pair_encoder is None:
+            raise ConfigError("projection.pair_encoder", None, "modality b needs an encoder (or dim_b)",
+                              "set projection.pair_encoder, e.g. the minilm encoder config")
+        dim_b = pair_encoder.dim
     head = ContrastiveProjection(dim_a, dim_b, projection_dim, temperature, seed, learn_temperature)
     if checkpoint:
         path = Path(checkpoint).expanduser()
@@ -279,4 +288,22 @@ def stream_projection(dim_a: int, dim_b: int, policy: str = "first_experience", 
     elif policy == "frozen":
         log.warning("projection.policy=frozen without a checkpoint: the stream uses the random init "
                     "(a control, not an aligned projection)")
-    return StreamProjection(policy, head, fit)
+    projection = StreamProjection(policy, head, fit)
+    projection.pair_dataset, projection.pair_encoder = pair_dataset, pair_encoder
+    return projection
+
+
+def paired_features(projection: StreamProjection, cache, splits) -> torch.Tensor:
+    """Modality-b features of the run's training samples, row for row (checked by sample id)."""
+    if projection.pair_dataset is None or projection.pair_encoder is None:
+        raise ConfigError("projection.pair_dataset", None, "fitting needs the paired modality",
+                          "set projection.pair_dataset and projection.pair_encoder (conf/projection/contrastive.yaml)")
+    pair = projection.pair_dataset.load()
+    if pair.train.ids != splits.train.ids:
+        raise ConfigError("projection.pair_dataset", pair.name, f"its training samples are not those of {splits.name} "
+                          "(sample ids differ)", "pair a dataset with the same samples and split, e.g. "
+                          "iu_xray_reports with iu_xray_pages")
+    from neurocl.encoders.base import check_accepts
+
+    check_accepts(projection.pair_encoder, pair.modality, f"pair dataset {pair.name}")
+    return cache.features(projection.pair_encoder, pair.train, pair.name, "train")

@@ -3,16 +3,19 @@
 The store keeps prototypes (means, counts, label histograms) and, in its
 conditioner, the class means and the pooled within-class covariance. Three
 readouts use them (neurocl/memory/readouts.py): the top-k similarity vote
-(prototype evidence), a shared-covariance discriminant (class statistics),
-their blend, and Gaussian kernel ridge over the count-weighted prototypes.
+(prototype evidence), a shared-covariance discriminant and the whitened
+nearest class mean (class statistics), the vote blended with the
+discriminant, and Gaussian kernel ridge over the count-weighted prototypes.
 
 With `readout: auto` (the default) no setting is taken from a benchmark: a
 `holdout_fraction` of each experience's training samples is held out, every
 candidate (readout x shrinkage x bandwidth x ridge x blend weight) is fitted
 on everything else seen so far and scored on the held-out samples, the
-scores accumulate over the stream, and the best so far answers; then the
-held-out samples join the store. `readout: vote | lda | vote+lda |
-kernel_ridge` restricts the choice to one family (`vote` holds nothing out).
+scores accumulate over the stream, and the best so far answers (by its mean
+held-out accuracy over experiences, as A_last averages over experiences: on
+imbalanced streams a big experience does not outvote the others); then the
+held-out samples join the store. `readout: vote | lda | whitened_ncm |
+vote+lda | kernel_ridge` restricts the choice to one family (`vote` holds nothing out).
 """
 
 import numpy as np
@@ -23,7 +26,8 @@ from neurocl.memory import readouts
 from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
 from neurocl.memory.store import PrototypeStore
 
-READOUTS = ("auto", "vote", "lda", "vote+lda", "kernel_ridge")
+READOUTS = ("auto", "vote", "lda", "whitened_ncm", "vote+lda", "kernel_ridge")
+CLASS_STATISTICS = ("lda", "whitened_ncm", "vote+lda")  # need the conditioner's within-class covariance
 
 
 class PrototypeMemory:
@@ -53,9 +57,9 @@ class PrototypeMemory:
                      "bandwidth": [float(v) for v in kernel_bandwidths], "ridge": [float(v) for v in ridge]}
         self.store = PrototypeStore(dim, num_classes, **store_options)
         self.generator = torch.Generator().manual_seed(int(store_options.get("seed", 0)))
-        self.held_out = []  # (features, labels, ids) of this experience, not yet in the store
-        self.held_out_seen = 0  # held-out samples scored so far
-        self.tallies = {}   # candidate -> held-out samples it answered right, over the stream
+        self.held_out = []  # (features, labels, ids, experience) not yet in the store
+        self.held_out_seen = {}  # experience -> held-out samples scored
+        self.tallies = {}   # candidate -> {experience: held-out samples it answered right}
         self.chosen = "vote"
         self._fitted = None  # (the chosen readout's parameters,); None: stale
 
@@ -65,7 +69,7 @@ class PrototypeMemory:
         ids = torch.arange(len(labels)) if ids is None else torch.as_tensor(ids)
         if self.readout != "vote":
             hold = torch.rand(len(labels), generator=self.generator) < self.holdout_fraction
-            self.held_out.append((features[hold], labels[hold], ids[hold]))
+            self.held_out.append((features[hold], labels[hold], ids[hold], experience))
             features, labels, ids = features[~hold], labels[~hold], ids[~hold]
         if len(labels):
             self.store.observe(features.float().numpy(), labels.numpy(), ids.numpy())
@@ -77,22 +81,27 @@ class PrototypeMemory:
             x = torch.cat([h[0] for h in self.held_out]).float()
             y = torch.cat([h[1] for h in self.held_out])
             ids = torch.cat([h[2] for h in self.held_out])
+            experience = torch.cat([torch.full((len(h[1]),), h[3]) for h in self.held_out])
             self.held_out = []
             if len(self.store) and len(y):
-                self.held_out_seen += len(y)
+                for e in experience.unique().tolist():
+                    self.held_out_seen[e] = self.held_out_seen.get(e, 0) + int((experience == e).sum())
                 for name, scores in self._candidate_scores(x).items():
-                    self.tallies[name] = self.tallies.get(name, 0) + int((scores.argmax(dim=1) == y).sum())
+                    right = scores.argmax(dim=1) == y
+                    tally = self.tallies.setdefault(name, {})
+                    for e in experience.unique().tolist():
+                        tally[e] = tally.get(e, 0) + int(right[experience == e].sum())
             if len(y):
                 self.store.observe(x.numpy(), y.numpy(), ids.numpy())
         if self.tallies:
-            self.chosen = max(self.tallies, key=self.tallies.__getitem__)  # the first listed wins a tie
+            self.chosen = max(self.tallies, key=self.holdout_accuracy)  # the first listed wins a tie
         self._fitted = (self._fit(self.chosen),)
 
     # -- readouts ----------------------------------------------------------------------------
     def _families(self) -> list[str]:
-        families = ["vote", "lda", "vote+lda", "kernel_ridge"] if self.readout == "auto" else [self.readout]
+        families = list(READOUTS[1:]) if self.readout == "auto" else [self.readout]
         if self.store.conditioner.within is None:  # class statistics need conditioning=whiten
-            families = [f for f in families if "lda" not in f] or ["vote"]
+            families = [f for f in families if f not in CLASS_STATISTICS] or ["vote"]
         return families
 
     def _vote(self, x: torch.Tensor):
@@ -104,8 +113,13 @@ class PrototypeMemory:
         c = self.store.conditioner
         return readouts.fit_lda(torch.from_numpy(c.class_means), c.within_covariance(), rho)
 
-    def _posterior(self, scores: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(scores.masked_fill(~self.known_classes(), float("-inf")), dim=1)
+    def _whitened_ncm(self, rho: float, eigen=None) -> readouts.WhitenedNCMReadout:
+        c = self.store.conditioner
+        eigen = eigen if eigen is not None else readouts.within_eigen(c.within_covariance())
+        return readouts.fit_whitened_ncm(torch.from_numpy(c.class_means), torch.from_numpy(c.mean), eigen, rho)
+
+    def _posterior(self, scores: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return torch.softmax(scores.masked_fill(~self.known_classes(), float("-inf")) / temperature, dim=1)
 
     def _centred(self, x: np.ndarray) -> torch.Tensor:
         """Kernel ridge's space: raw features centred on the running mean, unit norm."""
@@ -136,6 +150,11 @@ class PrototypeMemory:
                 if "vote+lda" in families:
                     for w in self.grid["blend"]:
                         out[f"vote+lda:{rho:g}:{w:g}"] = (1 - w) * vote + w * posterior
+        if "whitened_ncm" in families:
+            eigen = readouts.within_eigen(self.store.conditioner.within_covariance())
+            for rho in self.grid["lda"]:
+                cosines = readouts.whitened_ncm_scores(x, self._whitened_ncm(rho, eigen))
+                out[f"whitened_ncm:{rho:g}"] = self._posterior(cosines, self.temperature)
         if "kernel_ridge" in families:
             z = self._centred(x.numpy())
             for bandwidth, scale, prototypes, gram, counts, shares in self._kernel_grams():
@@ -149,6 +168,8 @@ class PrototypeMemory:
         values = [float(v) for v in values]
         if family in ("lda", "vote+lda"):
             return self._lda(values[0])
+        if family == "whitened_ncm":
+            return self._whitened_ncm(values[0])
         if family == "kernel_ridge":
             for bandwidth, scale, prototypes, gram, counts, shares in self._kernel_grams():
                 if bandwidth == values[0]:
@@ -168,6 +189,8 @@ class PrototypeMemory:
             scores = vote
         elif family == "lda":
             scores = self._posterior(readouts.lda_scores(features, fitted))
+        elif family == "whitened_ncm":
+            scores = self._posterior(readouts.whitened_ncm_scores(features, fitted), self.temperature)
         elif family == "vote+lda":
             w = float(values[1])
             scores = (1 - w) * vote + w * self._posterior(readouts.lda_scores(features, fitted))
@@ -179,6 +202,11 @@ class PrototypeMemory:
         confidence = shares.max(dim=1).values / shares.sum(dim=1).clamp(min=1e-12)  # the winner's share
         return prediction_from_scores(scores, {"prototype_ids": torch.from_numpy(ids), "confidence": confidence})
 
+    def holdout_accuracy(self, candidate: str) -> float:
+        """Mean over experiences of the candidate's held-out accuracy."""
+        tally = self.tallies[candidate]
+        return float(np.mean([tally.get(e, 0) / n for e, n in self.held_out_seen.items()]))
+
     def known_classes(self) -> torch.Tensor:
         """(C,) bool: classes that some prototype holds samples of."""
         return torch.from_numpy(self.store.label_counts[self.store.ids].sum(axis=0) > 0)
@@ -187,18 +215,18 @@ class PrototypeMemory:
     def state_dict(self) -> dict:
         if self._fitted is None and (self.held_out or len(self.store)):
             self._settle()
-        return {**self.store.state_dict(), "readout": {"tallies": dict(self.tallies), "chosen": self.chosen,
-                                                       "held_out_seen": self.held_out_seen}}
+        return {**self.store.state_dict(), "readout": {"tallies": {k: dict(v) for k, v in self.tallies.items()},
+                                                       "chosen": self.chosen, "held_out_seen": dict(self.held_out_seen)}}
 
     def load_state_dict(self, state: dict):
         self.store.load_state_dict(state)
-        self.tallies, self.chosen = dict(state["readout"]["tallies"]), state["readout"]["chosen"]
-        self.held_out_seen = state["readout"]["held_out_seen"]
+        self.tallies = {k: dict(v) for k, v in state["readout"]["tallies"].items()}
+        self.chosen, self.held_out_seen = state["readout"]["chosen"], dict(state["readout"]["held_out_seen"])
         self.held_out, self._fitted = [], None
 
     def stats(self) -> dict:
         out = {"prototypes": len(self.store), **self.store.events, "memory_bytes": self.store.nbytes,
                "readout": self.chosen}
         if self.tallies:
-            out["readout_holdout_accuracy"] = self.tallies[self.chosen] / self.held_out_seen
+            out["readout_holdout_accuracy"] = self.holdout_accuracy(self.chosen)
         return out

@@ -5,6 +5,9 @@
 - lda: class means and the pooled within-class covariance that the store's conditioner keeps
   (class statistics, global: strong where classes are small), shrunk as
   (1 - rho) Sigma + rho * mean_eig * I;  score_c(x) = x^T Lambda mu_c - mu_c^T Lambda mu_c / 2.
+- whitened NCM: cosine between the query and the class means after centring on the running mean and
+  whitening with the same shrunk covariance, Sigma_rho^(-1/2) (class statistics without LDA's
+  -mu^T Lambda mu / 2 bias, which penalises classes far from the centre; strong on small, imbalanced classes).
 - kernel ridge: a Gaussian kernel exp(-|z - p|^2 / (bandwidth * median |p_i - p_j|^2)) between
   centred, unit-norm features and prototype means, each prototype weighted by its count, regressing
   its label shares (exact: one n x n Cholesky solve per bandwidth and ridge, O(n^3), about a second
@@ -39,6 +42,30 @@ def fit_lda(class_means: torch.Tensor, within_covariance: torch.Tensor, rho: flo
 
 def lda_scores(x: torch.Tensor, readout: LDAReadout) -> torch.Tensor:
     return x.float() @ readout.weights + readout.bias
+
+
+class WhitenedNCMReadout(NamedTuple):
+    whitener: torch.Tensor     # (d, d) Sigma_rho^(-1/2)
+    mean: torch.Tensor         # (d,) the running mean
+    class_means: torch.Tensor  # (C, d) whitened, unit norm
+
+
+def within_eigen(within_covariance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One eigendecomposition serves every rho: shrinkage keeps the eigenvectors."""
+    return torch.linalg.eigh(within_covariance.double())
+
+
+def fit_whitened_ncm(class_means: torch.Tensor, mean: torch.Tensor, eigen, rho: float) -> WhitenedNCMReadout:
+    values, vectors = eigen
+    shrunk = (1 - rho) * values.clamp(min=0) + rho * values.clamp(min=0).mean() + 1e-12
+    whitener = (vectors * shrunk.rsqrt()) @ vectors.T
+    centred = (class_means.double() - mean.double()) @ whitener
+    return WhitenedNCMReadout(whitener.float(), mean.float(), torch.nn.functional.normalize(centred, dim=1).float())
+
+
+def whitened_ncm_scores(x: torch.Tensor, readout: WhitenedNCMReadout) -> torch.Tensor:
+    z = torch.nn.functional.normalize((x.float() - readout.mean) @ readout.whitener, dim=1)
+    return z @ readout.class_means.T
 
 
 class KernelRidgeReadout(NamedTuple):
