@@ -205,9 +205,9 @@ def test_config_group_composes_and_builds():
 
     from conftest import compose
 
-    cfg = compose("+projection=contrastive")
+    cfg = compose("projection=contrastive")
     projection = instantiate(cfg.projection, dim_a=32, dim_b=24)
     assert isinstance(projection, StreamProjection) and projection.policy == "first_experience"
     assert projection.head.projection_dim == 256 and projection.fit_options["validation_fraction"] == 0.1
     assert projection.policy in FREEZE_POLICIES
-    assert not compose("+projection=none").projection  # disabled: an empty group
+    assert not compose().projection  # disabled by default: an empty group
