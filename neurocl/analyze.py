@@ -61,6 +61,8 @@ def load_runs(directories) -> list[dict]:
                             "SNN pJ/query": stats["energy"]["snn_pJ_per_query"],
                             "dense pJ/query": stats["energy"]["dense_pJ_per_query"]})
             row.update(condition_columns(data.get("conditions", {})))
+            if "multi_label" in data:  # A_last is the mean per-label AUROC there; macro-F1 at training thresholds
+                row["macro_F1 last"] = data["multi_label"]["metrics_macro_f1"]["A_last"]
             setting = " ".join(o for o in overrides if not o.startswith("seed=")) or "(defaults)"
             runs.append({"setting": setting, "seed": data["config"]["seed"], **row})
     return runs

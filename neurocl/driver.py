@@ -31,6 +31,12 @@ def predict(memory: Memory, x: torch.Tensor, batch_size: int, classes: list[int]
     return prediction_from_scores(scores, evidence)
 
 
+def matrix_results(R: np.ndarray, untrained) -> dict:
+    """R, its summary metrics and its forgetting and transfer matrices, under the names of results.json."""
+    return {"R": R, "untrained_accuracy": untrained, "metrics": metrics.summary(R, untrained),
+            "forgetting_matrix": metrics.forgetting_matrix(R), "transfer_matrix": metrics.transfer_matrix(R, untrained)}
+
+
 def evaluate(memory: Memory, test: Features, experience: Experience, task_aware: bool, batch_size: int):
     x, y = test.x[experience.test_idx], test.y[experience.test_idx]
     prediction = predict(memory, x, batch_size, experience.classes if task_aware else None)
@@ -85,11 +91,7 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
     all_idx = torch.cat([e.test_idx for e in stream.experiences])
     final_labels = torch.cat([labels for _, labels in results])
     return {
-        "R": R,
-        "untrained_accuracy": untrained,
-        "metrics": metrics.summary(R, untrained),
-        "forgetting_matrix": metrics.forgetting_matrix(R),
-        "transfer_matrix": metrics.transfer_matrix(R, untrained),
+        **matrix_results(R, untrained),
         "per_class_accuracy": metrics.per_class_accuracy(final_labels, test.y[all_idx], num_classes),
         "timings": timings,
         "memory_stats": memory.stats(),
@@ -181,11 +183,7 @@ def run_multilabel_stream(stream: Stream, memory: Memory, train: Features, test:
         timings.append(timing)
         logger.log_experience(t, R[t], memory.stats(), timing)
     return {
-        "R": R,
-        "untrained_accuracy": untrained,
-        "metrics": metrics.summary(R, untrained),
-        "forgetting_matrix": metrics.forgetting_matrix(R),
-        "transfer_matrix": metrics.transfer_matrix(R, untrained),
+        **matrix_results(R, untrained),
         "multi_label": {"R_macro_f1": R_f1, "metrics_macro_f1": metrics.summary(R_f1, np.zeros(T)),
                         "per_label_auroc": auroc, "per_label_f1": f1, "thresholds": thresholds,
                         "R_is": "mean per-label AUROC"},
