@@ -205,7 +205,7 @@ def test_config_group_composes_and_builds():
 
     from conftest import compose
 
-    cfg = compose("projection=contrastive")
+    cfg = compose("experiment=iu_xray_pages", "projection=contrastive")  # its pair dataset follows the run's
     projection = instantiate(cfg.projection, dim_a=32, dim_b=24)
     assert isinstance(projection, StreamProjection) and projection.policy == "first_experience"
     assert projection.head.projection_dim == 256 and projection.fit_options["validation_fraction"] == 0.1
