@@ -59,15 +59,15 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     if cfg.export_nir and not hasattr(memory, "to_nir"):
         raise ConfigError("export_nir", True, f"{type(memory).__name__} is not a spiking network",
                           "use memory=prototypes_snn or export_nir=false")
+    # Corrupted test sets: the same images for every seed (corruption seed 0), so their features are cached once.
+    corrupted = {name: corrupt_condition(splits.test, name, condition) for name, condition in cfg.conditions.items()}
     logger = build(cfg.logger)
     cache = FeatureCache(cfg.paths.cache_dir, enabled=cfg.cache.enabled)
     train = Features(cache.features(encoder, splits.train, splits.name, "train"), splits.train.labels)
     test = Features(cache.features(encoder, splits.test, splits.name, "test"), splits.test.labels)
-    # Corrupted test sets: the same images for every seed (corruption seed 0), so their features are cached once.
     test_sets = {"clean": test}
-    for name, condition in cfg.conditions.items():
-        corrupted = corrupt_condition(splits.test, name, condition)
-        test_sets[name] = Features(cache.features(encoder, corrupted, splits.name, f"test-{name}"), corrupted.labels)
+    for name, split in corrupted.items():
+        test_sets[name] = Features(cache.features(encoder, split, splits.name, f"test-{name}"), split.labels)
     pairs = paired_features(projection, cache, splits) if projection and projection.policy != "frozen" else None
     encode_s = time.perf_counter() - start
     stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)

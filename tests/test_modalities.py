@@ -65,6 +65,16 @@ def test_a_text_encoder_on_an_image_dataset_fails_before_anything_is_encoded(tmp
     with pytest.raises(ConfigError, match="encoder='minilm'.*holds image samples"):
         execute(cfg, tmp_path / "out")
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+    # pixel corruptions of a text dataset: refused before encoding too
+    from test_data_iu_xray import tiny_reports, write_archive
+
+    archive = write_archive(tmp_path / "NLMCXR_reports.tgz", tiny_reports())
+    cfg = compose("experiment=iu_xray", f"dataset.path={archive}", "dataset.num_terms=3", "dataset.min_reports=3",
+                  "dataset.test_fraction=0.5", "scenario.classes_per_experience=1", "conditions=corrupted",
+                  f"paths.cache_dir={tmp_path}/cache")
+    with pytest.raises(ConfigError, match="pixel corruptions apply to image datasets"):
+        execute(cfg, tmp_path / "out")
+    assert not (tmp_path / "cache").exists()
 
 
 class Keyed(Pixels):
