@@ -50,6 +50,11 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     check_accepts(encoder, splits.modality, f"dataset {splits.name}")
     scenario = build(cfg.scenario)
     scenario.class_sequence(splits.num_classes)
+    if splits.train.multi_label != isinstance(scenario, MultiLabelIncremental):
+        raise ConfigError("scenario", type(scenario).__name__, f"dataset {splits.name} is "
+                          f"{'' if splits.train.multi_label else 'not '}multi-label",
+                          "use scenario=multi_label with multi-label data (dataset.labels=multi), "
+                          "a single-label scenario otherwise")
     projection = build(cfg.projection, dim_a=encoder.dim) if cfg.get("projection") else None
     if projection and isinstance(scenario, MultiLabelIncremental):
         raise ConfigError("projection", cfg.projection.policy, "is not supported on multi-label streams",

@@ -50,6 +50,13 @@ def test_multi_label_run_reports_auroc_and_f1_matrices(archive, tmp_path):
     assert "conditions" not in results  # no single-label accuracy on multi-label data
 
 
+def test_labels_and_scenario_must_agree_before_encoding(archive, tmp_path):
+    for overrides in (["dataset.labels=multi"], ["scenario=multi_label"]):
+        with pytest.raises(ConfigError, match="scenario=multi_label with multi-label data"):
+            execute(iu(archive, tmp_path, *overrides), tmp_path / "out")
+    assert not (tmp_path / "cache").exists()
+
+
 def test_pages_aligned_with_their_reports_by_the_contrastive_projection(archive, tmp_path):
     cfg = compose("experiment=iu_xray_pages", f"dataset.path={archive}", "dataset.num_terms=4",
                   "dataset.min_reports=5", "dataset.page_size=[256,200]", "dataset.font_size=8",
