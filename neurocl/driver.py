@@ -70,7 +70,7 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
                                                                    pairs[experience.train_idx]):
             train, test = projected()
         start = time.perf_counter()
-        if hasattr(memory, "train_experience"):  # Avalanche strategies run their own loop on the same experience
+        if memory.learns_whole_experiences:  # Avalanche strategies run their own loop on the same experience
             if projection is not None:
                 raise ConfigError("projection", projection.policy, "Avalanche strategies train on the stream's "
                                   "own features", "use a frozen-feature memory, or projection=none")
@@ -144,7 +144,7 @@ def run_multilabel_stream(stream: Stream, memory: Memory, train: Features, test:
     R_macro_f1 the same with F1 at per-label thresholds. A label's threshold maximises F1 on the training
     samples of the experience that introduced it, and is fixed then (training data only, no replay).
     """
-    if not hasattr(memory, "observe") or hasattr(memory, "train_experience"):
+    if memory.learns_whole_experiences:
         raise ConfigError("memory", type(memory).__name__, "multi-label streams need a frozen-feature memory "
                           "(Avalanche strategies train softmax heads on single labels)",
                           "use memory=prototypes, slda, ncm, knn or ranpac")

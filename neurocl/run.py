@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -22,8 +21,6 @@ from neurocl.encoders import FeatureCache, check_accepts
 from neurocl.encoders.projection import paired_features
 from neurocl.errors import ConfigError, NeuroclError
 from neurocl.io import atomic_path, write_json
-from neurocl.memory import PrototypeMemory
-from neurocl.memory.analyzer import PrototypeAnalyzer
 from neurocl.runtime import seed_everything
 from neurocl.scenarios import MultiLabelIncremental
 
@@ -61,7 +58,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
                           "set projection=none")
     memory = build(cfg.memory, dim=projection.head.projection_dim if projection else encoder.dim,
                    num_classes=splits.num_classes)
-    if cfg.export_nir and not hasattr(memory, "to_nir"):
+    if cfg.export_nir and not memory.exports_nir:
         raise ConfigError("export_nir", True, f"{type(memory).__name__} is not a spiking network",
                           "use memory=prototypes_snn or export_nir=false")
     # Corrupted test sets: the same images for every seed (corruption seed 0), so their features are cached once.
@@ -86,19 +83,12 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         if projection:
             test_sets = {name: Features(projection.transform(f.x), f.y) for name, f in test_sets.items()}
             results["projection"] = {"policy": projection.policy, "fits": projection.fits}
-        readouts = memory.readouts() if hasattr(memory, "readouts") else {"memory": memory.predict}
-        results["conditions"] = evaluate_readouts(readouts, test_sets, cfg.eval_batch_size)
+        results["conditions"] = evaluate_readouts(memory.readouts(), test_sets, cfg.eval_batch_size)
     results.update(config=OmegaConf.to_container(cfg, resolve=True), encode_s=encode_s,
                    feature_cache={"hits": cache.hits, "misses": cache.misses},
                    wall_s=time.perf_counter() - start)
-    if isinstance(memory, PrototypeMemory):
-        analyzer = PrototypeAnalyzer(memory.store, observed_samples=len(train.y))
-        results["prototype_stats"] = analyzer.stats()
-        plots.prototype_map(*analyzer.map_2d(), output_dir / "prototype_map.png", splits.class_names)
-    if hasattr(memory, "spike_record"):
-        few = torch.arange(0, len(test.y), max(1, len(test.y) // 4))[:4]  # queries spread over the experiences
-        plots.spike_raster(*memory.spike_record(test_sets["clean"].x[few]), test.y[few], output_dir / "spike_raster.png",
-                           splits.class_names, dt_ms=1e3 * memory.dt)
+    results.update(memory.write_artifacts(output_dir, test_sets["clean"].x, test.y, splits.class_names,
+                                          observed_samples=len(train.y)))
     if cfg.export_nir:
         import nir
 

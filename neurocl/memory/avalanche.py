@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from neurocl.errors import ConfigError, NeuroclError
-from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
+from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores
 from neurocl.runtime import resolve_device
 
 
@@ -35,7 +35,7 @@ def quiet_evaluator():
         return EvaluationPlugin(loggers=[])
 
 
-class AvalancheMemory:
+class AvalancheMemory(MemoryBase):
     """`strategy` is an Avalanche strategy class with its settings (a Hydra partial).
 
     `online_experience_size` splits each experience into a stream of
@@ -87,6 +87,8 @@ class AvalancheMemory:
             kwargs["optimizer"] = optimizer(parameters)
         self.strategy = strategy(**kwargs)
         self.experiences_trained = 0
+
+    learns_whole_experiences = True
 
     def train_experience(self, experience) -> None:
         """Learn one experience of the stream's Avalanche benchmark with the strategy's own loop."""

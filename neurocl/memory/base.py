@@ -1,11 +1,12 @@
 """The memory contract: what the driver asks of every learner."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import torch
 
-from neurocl.errors import DataError, check_finite
+from neurocl.errors import DataError, NeuroclError, check_finite
 
 
 @dataclass
@@ -17,13 +18,48 @@ class Prediction:
 
 
 class Memory(Protocol):
+    """Everything the entry point and the driver may ask of a memory; `MemoryBase` gives the optional parts
+    their defaults, so the entry point asks through this interface and never by name (no hasattr)."""
+
+    learns_whole_experiences: bool  # True: the driver hands it whole Avalanche experiences (train_experience)
+    exports_nir: bool               # True: to_nir() returns the trained network as a NIR graph
+
     def observe(self, features: torch.Tensor, labels: torch.Tensor, experience: int,
                 ids: torch.Tensor | None = None) -> None:
         """Learn from a batch; `ids` name the samples (rows of the training set), for evidence."""
+    def train_experience(self, experience) -> None:
+        """Learn one Avalanche experience with the memory's own training loop."""
     def predict(self, features: torch.Tensor) -> Prediction: ...
+    def readouts(self) -> dict:
+        """name -> predict function: every answer the memory can give, its own first."""
+    def write_artifacts(self, output_dir: Path, queries: torch.Tensor, labels: torch.Tensor,
+                        class_names: list[str], observed_samples: int) -> dict:
+        """Write the memory's own plots into the run directory; returns what joins results.json."""
+    def to_nir(self): ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     def stats(self) -> dict: ...
+
+
+class MemoryBase:
+    """The defaults of the optional parts of `Memory`: a memory that learns from batches, answers with
+    `predict` only, writes nothing beyond the run's own files and exports no network."""
+
+    learns_whole_experiences = False
+    exports_nir = False
+
+    def train_experience(self, experience) -> None:
+        raise NeuroclError(f"{type(self).__name__} learns from batches (observe), not whole experiences.")
+
+    def readouts(self) -> dict:
+        return {"memory": self.predict}
+
+    def write_artifacts(self, output_dir: Path, queries: torch.Tensor, labels: torch.Tensor,
+                        class_names: list[str], observed_samples: int) -> dict:
+        return {}
+
+    def to_nir(self):
+        raise NeuroclError(f"{type(self).__name__} is not a spiking network: it has no NIR graph.")
 
 
 def prediction_from_scores(scores: torch.Tensor, evidence: dict | None = None) -> Prediction:

@@ -4,10 +4,10 @@ import torch
 import torch.nn.functional as F
 
 from neurocl.errors import ConfigError
-from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
+from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores
 
 
-class KNN:
+class KNN(MemoryBase):
     """Cosine kNN with a majority vote; ties go to the class with the larger summed similarity."""
 
     def __init__(self, dim: int, num_classes: int, k: int = 10, precision: str = "float32",

@@ -3,10 +3,10 @@
 import torch
 import torch.nn.functional as F
 
-from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
+from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores
 
 
-class NCM:
+class NCM(MemoryBase):
     def __init__(self, dim: int, num_classes: int):
         self.dim, self.num_classes = dim, num_classes
         self.sums = torch.zeros(num_classes, dim, dtype=torch.float64)

@@ -23,14 +23,14 @@ import torch
 
 from neurocl.errors import ConfigError
 from neurocl.memory import readouts
-from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
+from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores
 from neurocl.memory.store import PrototypeStore
 
 READOUTS = ("auto", "vote", "lda", "whitened_ncm", "vote+lda", "kernel_ridge")
 CLASS_STATISTICS = ("lda", "whitened_ncm", "vote+lda")  # need the conditioner's within-class covariance
 
 
-class PrototypeMemory:
+class PrototypeMemory(MemoryBase):
     def __init__(self, dim: int, num_classes: int, top_k: int = 10, temperature: float = 0.1,
                  readout: str = "auto", holdout_fraction: float = 0.2,
                  lda_shrinkage: list[float] = (1e-3, 1e-2, 0.1, 0.3), blend_weights: list[float] = (0.25, 0.5, 0.75),
@@ -206,6 +206,15 @@ class PrototypeMemory:
         """Mean over experiences of the candidate's held-out accuracy."""
         tally = self.tallies[candidate]
         return float(np.mean([tally.get(e, 0) / n for e, n in self.held_out_seen.items()]))
+
+    def write_artifacts(self, output_dir, queries, labels, class_names, observed_samples) -> dict:
+        """prototype_map.png, and the store's statistics for results.json."""
+        from neurocl import plots
+        from neurocl.memory.analyzer import PrototypeAnalyzer
+
+        analyzer = PrototypeAnalyzer(self.store, observed_samples=observed_samples)
+        plots.prototype_map(*analyzer.map_2d(), output_dir / "prototype_map.png", class_names)
+        return {"prototype_stats": analyzer.stats()}
 
     def known_classes(self) -> torch.Tensor:
         """(C,) bool: classes that some prototype holds samples of."""

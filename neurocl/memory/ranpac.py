@@ -16,10 +16,10 @@ on all the data.
 import torch
 
 from neurocl.errors import ConfigError
-from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
+from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores
 
 
-class RanPAC:
+class RanPAC(MemoryBase):
     def __init__(self, dim: int, num_classes: int, projection_dim: int = 5000,
                  ridge_grid: list[float] | None = None, holdout_fraction: float = 0.2, seed: int = 0):
         if not isinstance(projection_dim, int) or projection_dim < 1:

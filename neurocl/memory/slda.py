@@ -16,10 +16,10 @@ The result does not depend on the order or the batching of the stream.
 import torch
 
 from neurocl.errors import ConfigError
-from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
+from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores
 
 
-class StreamingLDA:
+class StreamingLDA(MemoryBase):
     def __init__(self, dim: int, num_classes: int, shrinkage: float = 1e-4):
         if not 0 < shrinkage <= 1:
             raise ConfigError("memory.shrinkage", shrinkage, "must be in (0, 1]", "set memory.shrinkage=1e-4")

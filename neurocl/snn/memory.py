@@ -55,10 +55,10 @@ def plasticity_rule(key: str, options: dict | None, shared: dict) -> RewardSTDPP
 class SpikingPrototypeMemory(PrototypeMemory):
     def __init__(self, dim: int, num_classes: int, neuron, top_k: int = 10, temperature: float = 0.1,
                  num_timesteps: int = 20, input_gain: float = 2.0, recurrent: bool = True,
-                 recurrent_fan_in: int = 32, stdp_lr: float = 0.01, reward_modulation: bool = True,
+                 recurrent_fan_in: int = 32, stdp_lr: float = 0.001, reward_modulation: bool = True,
                  reward_correct: float = 1.0, reward_wrong: float = -1.0, teacher_current: float = 1.0,
                  initial_label_weight: float = 0.5, label_plasticity: dict | None = None,
-                 recurrent_plasticity: dict | None = None, plastic_neurons: str = "all", dt: float = 1e-3,
+                 recurrent_plasticity: dict | None = None, plastic_neurons: str = "new", dt: float = 1e-3,
                  readout: str = "vote", **store_options):
         if readout != "vote":  # the network is this memory's readout; the store's vote is its comparison
             raise ConfigError("memory.readout", readout, "the spiking memory reads out through its network",
@@ -247,9 +247,21 @@ class SpikingPrototypeMemory(PrototypeMemory):
                                  "min": float(tau_ms.min()), "max": float(tau_ms.max())}
         return out
 
+    exports_nir = True
+
     def readouts(self) -> dict:
         """Both answers on the same prototypes: the spiking network and the store's own vote."""
         return {"snn": self.predict, "store_vote": super().predict}
+
+    def write_artifacts(self, output_dir, queries, labels, class_names, observed_samples) -> dict:
+        """The store's artifacts, and spike_raster.png of four queries spread over the experiences."""
+        from neurocl import plots
+
+        out = super().write_artifacts(output_dir, queries, labels, class_names, observed_samples)
+        few = torch.arange(0, len(labels), max(1, len(labels) // 4))[:4]
+        plots.spike_raster(*self.spike_record(queries[few]), labels[few], output_dir / "spike_raster.png",
+                           class_names, dt_ms=1e3 * self.dt)
+        return out
 
     def spike_record(self, features: torch.Tensor):
         """The spikes of a few queries, for the raster plot: (record, candidate slots, their majority labels)."""
