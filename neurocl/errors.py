@@ -9,8 +9,13 @@ class ConfigError(NeuroclError, ValueError):
     """A configuration value is invalid."""
 
     def __init__(self, key: str, value, problem: str, fix: str):
-        self.key, self.value = key, value
+        self.key, self.value, self.problem, self.fix = key, value, problem, fix
         super().__init__(f"invalid {key}={value!r}: {problem}. Fix: {fix}")
+
+    def __reduce__(self):
+        # Exceptions pickle as cls(*args), i.e. with the message alone; a job run in another process
+        # (submitit) must bring back this error, not a TypeError about missing arguments.
+        return type(self), (self.key, self.value, self.problem, self.fix)
 
 
 class DataError(NeuroclError):

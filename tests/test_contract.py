@@ -52,3 +52,16 @@ def test_the_defaults_check_can_fail(monkeypatch):
     monkeypatch.setattr(snn.SpikingPrototypeMemory.__init__, "__signature__", changed, raising=False)
     with pytest.raises(AssertionError, match="stdp_lr"):
         test_python_defaults_agree_with_the_yaml("prototypes_snn")
+
+
+def test_our_errors_survive_pickling():
+    """A job in another process (submitit) sends its exception back pickled: it must arrive as itself."""
+    import pickle
+
+    from neurocl.errors import ConfigError, DataError
+
+    error = ConfigError("memory.top_k", -1, "must be a positive integer", "set memory.top_k=10")
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is ConfigError and str(back) == str(error) and (back.key, back.value) == ("memory.top_k", -1)
+    data = pickle.loads(pickle.dumps(DataError("file x.csv, row 3: bad label")))
+    assert type(data) is DataError and str(data) == "file x.csv, row 3: bad label"
