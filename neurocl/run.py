@@ -11,6 +11,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,6 +22,7 @@ from neurocl.encoders import FeatureCache, check_accepts
 from neurocl.encoders.projection import paired_features
 from neurocl.errors import ConfigError, NeuroclError
 from neurocl.io import atomic_path, write_json
+from neurocl.loggers import Loggers, RunInfo
 from neurocl.runtime import seed_everything
 from neurocl.scenarios import MultiLabelIncremental
 
@@ -35,6 +37,18 @@ def build(node: DictConfig, **kwargs):
         if isinstance(e.__cause__, NeuroclError):
             raise e.__cause__ from None
         raise
+
+
+def run_info(cfg: DictConfig, output_dir: Path, resume: dict | None) -> RunInfo:
+    """Names for loggers: the job's memory, dataset and seed; its sweep directory when it is part of one."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    memory = choices.get("memory") or cfg.memory._target_.rsplit(".", 1)[-1]
+    dataset = choices.get("dataset") or cfg.dataset._target_.rsplit(".", 1)[-1]
+    group = None
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        group = Path(HydraConfig.get().sweep.dir).name
+    return RunInfo(config=OmegaConf.to_container(cfg, resolve=True), output_dir=output_dir,
+                   name=f"{dataset}-{memory}-seed{cfg.seed}", group=group, job_type=memory, resume=resume)
 
 
 def execute(cfg: DictConfig, output_dir: Path) -> dict:
@@ -63,7 +77,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
                           "use memory=prototypes_snn or export_nir=false")
     # Corrupted test sets: the same images for every seed (corruption seed 0), so their features are cached once.
     corrupted = {name: corrupt_condition(splits.test, name, condition) for name, condition in cfg.conditions.items()}
-    logger = build(cfg.logger)
+    logger = Loggers({name: build(node) for name, node in cfg.logger.items()})
     cache = FeatureCache(cfg.paths.cache_dir, enabled=cfg.cache.enabled)
     train = Features(cache.features(encoder, splits.train, splits.name, "train"), splits.train.labels)
     test = Features(cache.features(encoder, splits.test, splits.name, "test"), splits.test.labels)
@@ -72,6 +86,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         test_sets[name] = Features(cache.features(encoder, split, splits.name, f"test-{name}"), split.labels)
     pairs = paired_features(projection, cache, splits) if projection and projection.policy != "frozen" else None
     encode_s = time.perf_counter() - start
+    logger.start(run_info(cfg, output_dir, resume=None))
     stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)
     drive = dict(logger=logger, seed=cfg.seed, observe_batch_size=cfg.observe_batch_size,
                  eval_batch_size=cfg.eval_batch_size)
@@ -98,7 +113,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     plots.accuracy_matrix(results["R"], output_dir / "accuracy_matrix.png",
                           f"{splits.name} / {cfg.memory._target_.rsplit('.', 1)[-1]}: "
                           f"A_last {results['metrics']['A_last']:.3f}")
-    logger.log_summary(results)
+    logger.log_summary(results, output_dir)
     logger.close()
     log.info("results in %s", output_dir)
     return results

@@ -18,8 +18,9 @@ PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_experiment_preset_composes(preset):
     cfg = compose(f"experiment={preset}")
-    for group in ("dataset", "scenario", "encoder", "memory", "neuron", "logger"):
+    for group in ("dataset", "scenario", "encoder", "memory", "neuron"):
         assert "_target_" in cfg[group], group
+    assert cfg.logger and all("_target_" in node for node in cfg.logger.values())
 
 
 def test_default_config_is_the_documented_protocol():
