@@ -1,0 +1,252 @@
+"""Sweeps: every job runs to its end, failures say their own message, and a summary table closes the sweep.
+
+    python -m neurocl.run --multirun seed=0,1,2 memory=ncm,slda                       # one job after the other
+    python -m neurocl.run --multirun hydra/launcher=local seed=0,1,2                    # all at once, 1 CPU each
+    python -m neurocl.run --multirun hydra/launcher=slurm seed=0,1,2                    # a job array on SLURM
+    python -m neurocl.run --multirun hydra/launcher=submitit_slurm hydra.launcher.partition=debug seed=0,1
+
+`SweepCallback` is registered in conf/config.yaml (`hydra.callbacks`). It
+
+- ends a sweep with `summary.md` and `summary.csv` in the sweep directory (also printed): mean ± std over
+  seeds of each group of overrides other than `seed` (the tables of `neurocl.analyze`), and every job
+  without a results.json, with its directory and, when it failed in this sweep, its own error message;
+- makes the submitit launchers (`submitit_local`, `submitit_slurm` and the `local` and `slurm` presets that
+  extend them) wait for every job before reporting: hydra-submitit-launcher 1.2.0 returns
+  `[j.results()[0] for j in jobs]`, which raises at the first job that died without a result (cancelled,
+  timed out, killed) while its siblings still run, and the local ones are killed when the sweep exits.
+  Jobs that end without a result become failed jobs with submitit's account of why;
+- when a job failed, logs each failure with its message, writes the summary of the jobs that succeeded (Hydra
+  skips `on_multirun_end` then), and lets Hydra end the sweep with the first failed job's own exception and
+  exit status 1;
+- in each job: logs a failure into the job's own log (which otherwise only says that the submitit job
+  completed), and limits torch to the launcher's `cpus_per_task` threads.
+
+Why a callback that replaces the launchers' `launch` rather than launcher subclasses: Hydra instantiates
+launchers only from the `hydra_plugins` package (`Plugins._instantiate` refuses any other `_target_`), and
+neurocl installs only `neurocl`. The callback's `on_multirun_start` runs before the launcher is built, so
+the replacement is in place for the sweep (in this process only; jobs are unaffected). `_submitit_launch`
+is the plugin's own `launch` (pinned: hydra-submitit-launcher==1.2.0) with its last line changed.
+"""
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+NO_RESULT = "no results.json and no error reported (still running, killed, or left from an earlier sweep)"
+
+
+# --------------------------------------------------------------------------------------------- the summary
+def job_dirs(sweep_dir) -> list[Path]:
+    """Every job directory under a sweep (Hydra writes .hydra/overrides.yaml into each as the job starts)."""
+    sweep_dir = Path(sweep_dir)
+    found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")
+             if ".submitit" not in p.relative_to(sweep_dir).parts}
+    natural = lambda path: [(0, int(t), "") if t.isdigit() else (1, 0, t)
+                            for t in re.split(r"(\d+)", str(path.relative_to(sweep_dir))) if t]
+    return sorted(found, key=natural)
+
+
+def describe(error: BaseException) -> str:
+    """One line: the job's own exception, or submitit's account of a job that ended without a result."""
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    text = str(error)
+    if isinstance(error, FailedJobError):  # (before its base class) the remote traceback: its last exception line
+        lines = [line.strip() for line in text.split("-" * 22)[1].splitlines() if line.strip()] if "-" * 22 in text else []
+        exceptions = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b.*", line)]
+        return exceptions[-1] if exceptions else (lines[-1] if lines else text.splitlines()[0])
+    if isinstance(error, UncompletedJobError):  # "Job 12_0 (task: 0) with path ...\nhas not produced any output (state: CANCELLED by 0)"
+        state = re.search(r"\(state: ([^)]*)\)", text)
+        job = re.match(r"Job (\S+)", text)
+        return (f"job {job.group(1) if job else '?'} ended without a result "
+                f"(state: {state.group(1) if state else 'unknown'})")
+    return f"{type(error).__name__}: {text}"
+
+
+def summarize(sweep_dir, failures: Sequence[dict] = ()) -> str:
+    """Write summary.md and summary.csv into the sweep directory and return the markdown.
+
+    `failures`: {"num", "overrides", "message", "dir" (optional)} for jobs known to have failed in this sweep;
+    their messages go beside their directories. Every job directory without results.json is listed, as is
+    every failure whose job never got a directory (cancelled before it started)."""
+    from neurocl import analyze
+
+    sweep_dir = Path(sweep_dir)
+    failures = [dict(f) for f in failures]
+    runs, missing = [], []
+    for directory in job_dirs(sweep_dir):
+        overrides = OmegaConf.to_container(OmegaConf.load(directory / ".hydra" / "overrides.yaml"))
+        failure = next((f for f in failures if list(f["overrides"]) == overrides
+                        or (f.get("dir") and Path(f["dir"]).resolve() == directory.resolve())), None)
+        if failure:
+            failure["matched"] = True
+        if (directory / "results.json").exists() and not failure:
+            try:
+                runs += analyze.load_runs([directory])
+                continue
+            except Exception as e:  # a results.json from another version, or cut short
+                message = f"unreadable results.json: {type(e).__name__}: {e}"
+        else:
+            message = failure["message"] if failure else NO_RESULT
+        missing.append({"job": str(directory.relative_to(sweep_dir)), "dir": str(directory),
+                        "overrides": " ".join(filter_overrides(overrides)), "message": message})
+    for failure in failures:
+        if not failure.get("matched"):
+            missing.append({"job": f"#{failure['num']}", "dir": "(none: it ended before Hydra made one)",
+                            "overrides": " ".join(filter_overrides(failure["overrides"])),
+                            "message": failure["message"]})
+
+    total = len(runs) + len(missing)
+    parts = [f"Sweep {sweep_dir}: {len(runs)} of {total} jobs with results"
+             + (f", {len(missing)} failed or missing" if missing else "") + ". Mean ± std over seeds.\n"]
+    if runs:
+        shared = analyze.shared_overrides(runs)
+        rows = analyze.table(analyze.drop_shared(runs, shared))
+        parts.append((f"Every row also has: `{' '.join(shared)}`.\n\n" if shared else "") + analyze.tables(rows))
+        analyze.write_csv(rows, sweep_dir / "summary.csv")
+    else:
+        analyze.write_text(sweep_dir / "summary.csv", "setting,seeds\n")
+    if missing:
+        cell = lambda text: " ".join(str(text).split()).replace("|", "\\|")
+        lines = ["Failed or missing (no usable results.json):\n", "| job | directory | overrides | error |", "|---|---|---|---|"]
+        lines += [f"| {m['job']} | {cell(m['dir'])} | `{cell(m['overrides'])}` | {cell(m['message'])} |" for m in missing]
+        parts.append("\n".join(lines) + "\n")
+    text = "\n".join(parts)
+    analyze.write_text(sweep_dir / "summary.md", text)
+    return text
+
+
+# ----------------------------------------------------------------------------------------- the launchers
+def failed_return(overrides: Sequence[str], error: BaseException, task_name: str | None = None) -> JobReturn:
+    """What a job that ended without a result returns, so that the sweep reports it like any failed job."""
+    ret = JobReturn(overrides=list(overrides), task_name=task_name, status=JobStatus.FAILED)
+    ret.return_value = error
+    return ret
+
+
+def report(config: DictConfig, returns: Sequence[JobReturn], initial_job_idx: int) -> Sequence[JobReturn]:
+    """After all jobs of a batch ended: log every failure with its message and, if any failed, write and print
+    the summary now (Hydra skips on_multirun_end when a job failed). The sweeper then raises the first one."""
+    failures = []
+    for i, ret in enumerate(returns):
+        if ret.status != JobStatus.FAILED:
+            continue
+        error = ret._return_value
+        message = describe(error) if isinstance(error, BaseException) else str(error)
+        directory = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg else None
+        failures.append({"num": initial_job_idx + i, "overrides": list(ret.overrides or []),
+                         "message": message, "dir": directory})
+        log.error("job #%d failed (%s): %s", initial_job_idx + i, " ".join(filter_overrides(ret.overrides or [])),
+                  message)
+    if failures:
+        print(summarize(config.hydra.sweep.dir, failures), flush=True)
+        log.error("%d of %d jobs failed; summary of the others in %s", len(failures), len(returns),
+                  Path(str(config.hydra.sweep.dir)) / "summary.md")
+    return returns
+
+
+def _submitit_launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    """hydra-submitit-launcher 1.2.0's BaseSubmititLauncher.launch, but it waits for every job, turns a job that
+    ended without a result into a failed JobReturn instead of raising, and reports failures (`report`)."""
+    import submitit
+    from hydra.core.singleton import Singleton
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    assert self.config is not None
+    num_jobs = len(job_overrides)
+    assert num_jobs > 0
+    params = self.params
+    init_params = {"folder": self.params["submitit_folder"]}
+    specific_init_keys = {"max_num_timeout"}
+    init_params.update(**{f"{self._EXECUTOR}_{x}": y for x, y in params.items() if x in specific_init_keys})
+    init_keys = specific_init_keys | {"submitit_folder"}
+    executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init_params)
+    baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
+    params = {x if x in baseparams else f"{self._EXECUTOR}_{x}": y for x, y in params.items() if x not in init_keys}
+    executor.update_parameters(**params)
+
+    log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {self.config.hydra.sweep.dir}")
+    sweep_dir = Path(str(self.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if "mode" in self.config.hydra.sweep:
+        os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
+
+    job_params: list[Any] = []
+    for idx, overrides in enumerate(job_overrides):
+        idx = initial_job_idx + idx
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
+
+    jobs = executor.map_array(self, *zip(*job_params))
+    # -- from here on, ours: wait for all, then collect every outcome
+    log.info("submitted %d jobs (%s); waiting for all of them", len(jobs), ", ".join(j.job_id for j in jobs))
+    while not all(job.done() for job in jobs):
+        time.sleep(1)
+    returns = []
+    for job, overrides in zip(jobs, job_overrides):
+        try:
+            returns.append(job.results()[0])
+        except Exception as e:  # died without a result: cancelled, timed out, killed, or crashed outside the task
+            returns.append(failed_return(overrides, e, task_name=str(self.config.hydra.job.name)))
+    return report(self.config, returns, initial_job_idx)
+
+
+def _wrap_basic_launch(launch):
+    def basic_launch(self, job_overrides, initial_job_idx):
+        return report(self.config, launch(self, job_overrides, initial_job_idx), initial_job_idx)
+
+    basic_launch.__wrapped__ = launch
+    return basic_launch
+
+
+def install_launchers():
+    """Put our `launch` on Hydra's basic launcher and on the submitit launchers (once per process)."""
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    if not hasattr(BasicLauncher.launch, "__wrapped__"):
+        BasicLauncher.launch = _wrap_basic_launch(BasicLauncher.launch)
+    try:
+        from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+    except ImportError:  # the plugin is not installed: nothing to change
+        return
+    BaseSubmititLauncher.launch = _submitit_launch
+
+
+# ------------------------------------------------------------------------------------------- the callback
+class SweepCallback(Callback):
+    """Registered in conf/config.yaml under hydra.callbacks; see the module docstring."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        install_launchers()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        text = summarize(config.hydra.sweep.dir)
+        print(text, flush=True)
+        log.info("sweep summary: %s", Path(str(config.hydra.sweep.dir)) / "summary.md")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        threads = OmegaConf.select(config, "hydra.launcher.cpus_per_task", default=None)
+        if threads and "submitit" in str(OmegaConf.select(config, "hydra.launcher._target_", default="")):
+            import torch  # a job given n CPUs uses n threads, not every core of the node
+
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+            torch.set_num_threads(int(threads))
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if job_return.status != JobStatus.FAILED:
+            return
+        error = job_return._return_value
+        remote = "submitit" in str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        # In a submitit job the traceback goes into the job's own log (the sweep gets the exception back);
+        # under the basic launcher Hydra prints it at the end of the sweep.
+        log.error("job failed: %s", describe(error) if isinstance(error, BaseException) else error,
+                  exc_info=(type(error), error, error.__traceback__) if remote and isinstance(error, BaseException) else None)
