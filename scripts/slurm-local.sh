@@ -26,11 +26,11 @@ say() { echo "slurm-local: $*"; }
 die() { echo "slurm-local: $*" >&2; exit 1; }
 
 # A recorded pid is ours only while that process still runs the program we started (pids are reused).
-alive() {  # alive PIDFILE PROGRAM
+pid_alive() { [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }  # pid_alive PID PROGRAM
+alive() {  # alive PIDFILE PROGRAM (a daemon removes its pid file as it exits)
     local pid
-    [ -s "$1" ] || return 1
-    pid=$(cat "$1")
-    [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$2" ]
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [ -n "$pid" ] && pid_alive "$pid" "$2"
 }
 
 install_packages() {
@@ -156,11 +156,11 @@ status() {
 
 stop_daemon() {  # stop_daemon NAME: SIGTERM the recorded pid, wait, SIGKILL that pid if it will not go
     local file="$STATE/$1.pid" pid
-    alive "$file" "$1" || { rm -f "$file"; return 0; }
-    pid=$(cat "$file")
+    pid=$(cat "$file" 2>/dev/null) || pid=""
+    { [ -n "$pid" ] && pid_alive "$pid" "$1"; } || { rm -f "$file"; return 0; }
     kill -TERM "$pid"
-    for _ in $(seq 100); do alive "$file" "$1" || break; sleep 0.1; done
-    if alive "$file" "$1"; then say "$1 (pid $pid) ignored SIGTERM for 10 s; SIGKILL"; kill -KILL "$pid"; fi
+    for _ in $(seq 100); do pid_alive "$pid" "$1" || break; sleep 0.1; done
+    if pid_alive "$pid" "$1"; then say "$1 (pid $pid) ignored SIGTERM for 10 s; SIGKILL"; kill -KILL "$pid"; fi
     rm -f "$file"
     say "stopped $1 (pid $pid)"
 }
