@@ -1,7 +1,8 @@
 """The stream loop: train on experience t, then test on every experience (row t of R)."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,6 +18,24 @@ from neurocl.scenarios import Experience, Stream
 class Features:
     x: torch.Tensor  # (N, d)
     y: torch.Tensor  # (N,)
+
+
+@dataclass
+class StreamProgress:
+    """Where a stream stands after `done` experiences: what a checkpoint keeps besides the memory and RNG states."""
+    done: int                  # experiences completed
+    R: np.ndarray              # rows < done are final
+    untrained: list            # b_k, for forward transfer
+    timings: list
+    shuffle: torch.Tensor      # state of the generator that orders each experience's samples
+    extra: dict = field(default_factory=dict)  # multi-label streams: R_macro_f1 and the label thresholds
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    @classmethod
+    def from_state(cls, state: dict) -> "StreamProgress":
+        return cls(**state)
 
 
 def predict(memory: Memory, x: torch.Tensor, batch_size: int, classes: list[int] | None = None) -> Prediction:
@@ -45,8 +64,12 @@ def evaluate(memory: Memory, test: Features, experience: Experience, task_aware:
 
 def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, num_classes: int,
                logger, seed: int = 0, observe_batch_size: int = 1024, eval_batch_size: int = 4096,
-               projection=None, pairs: torch.Tensor | None = None) -> dict:
+               projection=None, pairs: torch.Tensor | None = None, resume: StreamProgress | None = None,
+               after_experience: Callable[[StreamProgress], None] | None = None) -> dict:
     """Drive `memory` through `stream`; returns R, the metrics and per-experience timings.
+
+    resume: continue after `resume.done` experiences (the memory already holds them);
+    after_experience: called with the progress after each experience (the run checkpoints there).
 
     projection (encoders.projection.StreamProjection): the memory sees projected features; before each
     experience the projection may be fitted on its training samples' `pairs` (the other modality), after which
@@ -57,13 +80,19 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
                          Features(projection.transform(raw_test.x), raw_test.y))
     if projection is not None:
         train, test = projected()
+    if projection is not None and resume is not None and resume.done:
+        raise ConfigError("resume", True, "a stream with a fitted projection cannot resume yet",
+                          "rerun it from the start (resume=false in a new hydra.run.dir), or use projection=none")
     T = len(stream)
-    R = np.zeros((T, T))
     evaluate_all = lambda: [evaluate(memory, test, e, stream.task_aware, eval_batch_size) for e in stream.experiences]
-    untrained = [acc for acc, _ in evaluate_all()]  # b_k for forward transfer
-    shuffle = torch.Generator().manual_seed(seed)
-    timings = []
-    for experience in tqdm(stream.experiences, desc="experiences", unit="exp"):
+    progress = resume or StreamProgress(0, np.zeros((T, T)), [acc for acc, _ in evaluate_all()], [],  # b_k
+                                        torch.Generator().manual_seed(seed).get_state())
+    R, untrained, timings = progress.R, progress.untrained, progress.timings
+    shuffle = torch.Generator()
+    shuffle.set_state(progress.shuffle)
+    results = None
+    for experience in tqdm(stream.experiences[progress.done:], desc="experiences", unit="exp",
+                           initial=progress.done, total=T):
         t = experience.index
         order = experience.train_idx[torch.randperm(len(experience.train_idx), generator=shuffle)]
         if projection is not None and projection.before_experience(t, raw_train.x[experience.train_idx],
@@ -88,6 +117,11 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
                   "test_samples": sum(len(e.test_idx) for e in stream.experiences)}
         timings.append(timing)
         logger.log_experience(t, R[t], memory.stats(), timing)
+        progress.done, progress.shuffle = t + 1, shuffle.get_state()
+        if after_experience:
+            after_experience(progress)
+    if results is None:  # resumed after the last experience: only the final answers are left to compute
+        results = evaluate_all()
     all_idx = torch.cat([e.test_idx for e in stream.experiences])
     final_labels = torch.cat([labels for _, labels in results])
     return {
@@ -136,7 +170,9 @@ def label_scores(memory: Memory, x: torch.Tensor, batch_size: int) -> np.ndarray
 
 
 def run_multilabel_stream(stream: Stream, memory: Memory, train: Features, test: Features, logger, seed: int = 0,
-                          observe_batch_size: int = 1024, eval_batch_size: int = 4096) -> dict:
+                          observe_batch_size: int = 1024, eval_batch_size: int = 4096,
+                          resume: StreamProgress | None = None,
+                          after_experience: Callable[[StreamProgress], None] | None = None) -> dict:
     """Drive `memory` through a multi-label stream (scenarios.MultiLabelIncremental).
 
     Experience t's samples are observed once per label of t that they carry. R[t, k] is the mean AUROC, over
@@ -150,7 +186,6 @@ def run_multilabel_stream(stream: Stream, memory: Memory, train: Features, test:
                           "use memory=prototypes, slda, ncm, knn or ranpac")
     T, L = len(stream), train.y.shape[1]
     y_test = test.y.numpy()
-    thresholds = np.full(L, np.inf)  # unseen labels are never predicted
 
     def rows_of(scores):
         auroc = [metrics.auroc(scores[:, l], y_test[:, l]) for l in range(L)]
@@ -158,11 +193,20 @@ def run_multilabel_stream(stream: Stream, memory: Memory, train: Features, test:
         group = lambda values: [float(np.nanmean([values[l] for l in e.classes])) for e in stream.experiences]
         return auroc, f1, group(auroc), group(f1)
 
-    untrained = rows_of(label_scores(memory, test.x, eval_batch_size))[2]
-    R, R_f1 = np.zeros((T, T)), np.zeros((T, T))
-    shuffle = torch.Generator().manual_seed(seed)
-    timings = []
-    for experience in tqdm(stream.experiences, desc="experiences", unit="exp"):
+    if resume is None:
+        thresholds = np.full(L, np.inf)  # unseen labels are never predicted
+        untrained = rows_of(label_scores(memory, test.x, eval_batch_size))[2]
+        progress = StreamProgress(0, np.zeros((T, T)), untrained, [], torch.Generator().manual_seed(seed).get_state(),
+                                  {"R_macro_f1": np.zeros((T, T)), "thresholds": thresholds})
+    else:
+        progress = resume
+    R, R_f1, thresholds = progress.R, progress.extra["R_macro_f1"], progress.extra["thresholds"]
+    untrained, timings = progress.untrained, progress.timings
+    shuffle = torch.Generator()
+    shuffle.set_state(progress.shuffle)
+    auroc = f1 = None
+    for experience in tqdm(stream.experiences[progress.done:], desc="experiences", unit="exp",
+                           initial=progress.done, total=T):
         t = experience.index
         present = train.y[experience.train_idx][:, experience.classes] == 1
         sample, which = present.nonzero(as_tuple=True)
@@ -182,6 +226,11 @@ def run_multilabel_stream(stream: Stream, memory: Memory, train: Features, test:
                   "eval_s": time.perf_counter() - start, "test_samples": len(y_test)}
         timings.append(timing)
         logger.log_experience(t, R[t], memory.stats(), timing)
+        progress.done, progress.shuffle = t + 1, shuffle.get_state()
+        if after_experience:
+            after_experience(progress)
+    if auroc is None:  # resumed after the last experience: only the final answers are left to compute
+        auroc, f1 = rows_of(label_scores(memory, test.x, eval_batch_size))[:2]
     return {
         **matrix_results(R, untrained),
         "multi_label": {"R_macro_f1": R_f1, "metrics_macro_f1": metrics.summary(R_f1, np.zeros(T)),

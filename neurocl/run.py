@@ -5,6 +5,7 @@
 """
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from neurocl import plots
+from neurocl import checkpoint, plots
 from neurocl.data.corruptions import corrupt_condition
-from neurocl.driver import Features, evaluate_readouts, run_multilabel_stream, run_stream
+from neurocl.driver import Features, StreamProgress, evaluate_readouts, run_multilabel_stream, run_stream
 from neurocl.encoders import FeatureCache, check_accepts
 from neurocl.encoders.projection import paired_features
 from neurocl.errors import ConfigError, NeuroclError
@@ -51,10 +52,36 @@ def run_info(cfg: DictConfig, output_dir: Path, resume: dict | None) -> RunInfo:
                    name=f"{dataset}-{memory}-seed{cfg.seed}", group=group, job_type=memory, resume=resume)
 
 
+def requeued() -> bool:
+    """A SLURM job started again after pre-emption or a time-out (submitit requeues it with the same command)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+
+
+def prepare_output_dir(output_dir: Path, resume: bool) -> dict | None:
+    """Clear leftovers of killed writes; refuse to mix two runs in one directory. Returns the checkpoint to resume."""
+    for leftover in output_dir.glob(".*.tmp"):  # atomic_path's temporary files, orphaned by a kill
+        leftover.unlink(missing_ok=True)
+    path = output_dir / checkpoint.FILENAME
+    if resume:
+        return checkpoint.load(path)
+    held = [name for name in ("results.json", checkpoint.FILENAME) if (output_dir / name).exists()]
+    if held:
+        raise ConfigError("resume", False, f"{output_dir} already holds another run ({', '.join(held)})",
+                          "set resume=true to continue that run, or run in a new directory (hydra.run.dir=...)")
+    return None
+
+
 def execute(cfg: DictConfig, output_dir: Path) -> dict:
-    """One run; writes results.json and accuracy_matrix.png into `output_dir`."""
+    """One run; writes plots, checkpoint.pt after each experience and, last, results.json into `output_dir`.
+
+    The presence of results.json marks a completed run: it is written after everything else.
+    """
     start = time.perf_counter()
     seed_everything(cfg.seed)
+    saved = prepare_output_dir(output_dir, cfg.resume or (requeued() and (output_dir / checkpoint.FILENAME).exists()))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if saved:
+        checkpoint.check_same_run(saved["config"], config, output_dir / checkpoint.FILENAME)
     # Build everything before encoding, so that a bad value fails in seconds, not after minutes.
     splits = build(cfg.dataset).load()
     encoder = build(cfg.encoder)
@@ -86,34 +113,54 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         test_sets[name] = Features(cache.features(encoder, split, splits.name, f"test-{name}"), split.labels)
     pairs = paired_features(projection, cache, splits) if projection and projection.policy != "frozen" else None
     encode_s = time.perf_counter() - start
-    logger.start(run_info(cfg, output_dir, resume=None))
     stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)
-    drive = dict(logger=logger, seed=cfg.seed, observe_batch_size=cfg.observe_batch_size,
-                 eval_batch_size=cfg.eval_batch_size)
-    if stream.multi_label:
-        results = run_multilabel_stream(stream, memory, train, test, **drive)
-    else:
-        results = run_stream(stream, memory, train, test, splits.num_classes, **drive,
-                             projection=projection, pairs=pairs)
-        if projection:
-            test_sets = {name: Features(projection.transform(f.x), f.y) for name, f in test_sets.items()}
-            results["projection"] = {"policy": projection.policy, "fits": projection.fits}
-        results["conditions"] = evaluate_readouts(memory.readouts(), test_sets, cfg.eval_batch_size)
-    results.update(config=OmegaConf.to_container(cfg, resolve=True), encode_s=encode_s,
-                   feature_cache={"hits": cache.hits, "misses": cache.misses},
-                   wall_s=time.perf_counter() - start)
-    results.update(memory.write_artifacts(output_dir, test_sets["clean"].x, test.y, splits.class_names,
-                                          observed_samples=len(train.y)))
-    if cfg.export_nir:
-        import nir
+    progress = None
+    if saved:
+        if not memory.resumable:
+            raise ConfigError("resume", True, f"{type(memory).__name__} keeps training samples that its checkpoint "
+                              "does not hold, so it cannot continue exactly", "rerun it from the start")
+        memory.load_state_dict(saved["memory"])
+        checkpoint.set_rng_state(saved["rng"])
+        progress = StreamProgress.from_state(saved["progress"])
+        log.info("resuming %s after experience %d of %d", output_dir, progress.done - 1, len(stream))
+    logger.start(run_info(cfg, output_dir, resume=saved["loggers"] if saved else None))
 
-        with atomic_path(output_dir / "network.nir") as tmp:
-            nir.write(tmp, memory.to_nir())
-    write_json(output_dir / "results.json", results)
-    plots.accuracy_matrix(results["R"], output_dir / "accuracy_matrix.png",
-                          f"{splits.name} / {cfg.memory._target_.rsplit('.', 1)[-1]}: "
-                          f"A_last {results['metrics']['A_last']:.3f}")
-    logger.log_summary(results, output_dir)
+    def save_checkpoint(progress: StreamProgress):
+        checkpoint.save(output_dir / checkpoint.FILENAME, {
+            "config": config, "progress": progress.state_dict(), "memory": memory.state_dict(),
+            "rng": checkpoint.rng_state(), "loggers": logger.state_dict()})
+
+    drive = dict(logger=logger, seed=cfg.seed, observe_batch_size=cfg.observe_batch_size,
+                 eval_batch_size=cfg.eval_batch_size, resume=progress,
+                 after_experience=save_checkpoint if cfg.checkpoint else None)
+    try:
+        if stream.multi_label:
+            results = run_multilabel_stream(stream, memory, train, test, **drive)
+        else:
+            results = run_stream(stream, memory, train, test, splits.num_classes, **drive,
+                                 projection=projection, pairs=pairs)
+            if projection:
+                test_sets = {name: Features(projection.transform(f.x), f.y) for name, f in test_sets.items()}
+                results["projection"] = {"policy": projection.policy, "fits": projection.fits}
+            results["conditions"] = evaluate_readouts(memory.readouts(), test_sets, cfg.eval_batch_size)
+        results.update(config=config, encode_s=encode_s,
+                       feature_cache={"hits": cache.hits, "misses": cache.misses},
+                       wall_s=time.perf_counter() - start)
+        results.update(memory.write_artifacts(output_dir, test_sets["clean"].x, test.y, splits.class_names,
+                                              observed_samples=len(train.y)))
+        if cfg.export_nir:
+            import nir
+
+            with atomic_path(output_dir / "network.nir") as tmp:
+                nir.write(tmp, memory.to_nir())
+        plots.accuracy_matrix(results["R"], output_dir / "accuracy_matrix.png",
+                              f"{splits.name} / {cfg.memory._target_.rsplit('.', 1)[-1]}: "
+                              f"A_last {results['metrics']['A_last']:.3f}")
+        write_json(output_dir / "results.json", results)  # last: its presence marks a completed run
+        logger.log_summary(results, output_dir)
+    except BaseException as error:  # the loggers close their record as failed (W&B), then the error goes on
+        logger.close(error)
+        raise
     logger.close()
     log.info("results in %s", output_dir)
     return results

@@ -27,6 +27,44 @@ def mlp(dim: int, hidden: int, outputs: int) -> nn.Module:
     return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
 
 
+# Plugins with no state, or whose state plugin_state() saves; any other plugin makes a strategy not resumable.
+STATELESS_PLUGINS = ("EvaluationPlugin", "PeriodicEval", "Clock", "EWCPlugin", "LwFPlugin")
+SAMPLE_KEEPING_STRATEGIES = ("Cumulative", "ICaRL")
+
+
+def plugin_state(plugin) -> dict:
+    name = type(plugin).__name__
+    if name == "EWCPlugin":
+        return {kind: {exp: {n: p.data for n, p in params.items()} for exp, params in getattr(plugin, kind).items()}
+                for kind in ("saved_params", "importances")}
+    if name == "LwFPlugin":
+        lwf = plugin.lwf
+        return {"prev_model": None if lwf.prev_model is None else lwf.prev_model.state_dict(),
+                "expcount": lwf.expcount, "prev_classes_by_task": {t: set(c) for t, c in lwf.prev_classes_by_task.items()}}
+    return {}
+
+
+def load_plugin_state(plugin, state: dict, model):
+    import copy
+    from collections import defaultdict
+
+    from avalanche.training.utils import ParamData
+
+    name = type(plugin).__name__
+    if name == "EWCPlugin":
+        for kind in ("saved_params", "importances"):
+            setattr(plugin, kind, defaultdict(dict, {exp: {n: ParamData(n, init_tensor=t) for n, t in params.items()}
+                                                     for exp, params in state[kind].items()}))
+    elif name == "LwFPlugin":
+        lwf = plugin.lwf
+        lwf.prev_model = None
+        if state["prev_model"] is not None:
+            lwf.prev_model = copy.deepcopy(model)
+            lwf.prev_model.load_state_dict(state["prev_model"])
+        lwf.expcount = state["expcount"]
+        lwf.prev_classes_by_task = defaultdict(set, state["prev_classes_by_task"])
+
+
 def quiet_evaluator():
     from avalanche.training.plugins import EvaluationPlugin
 
@@ -124,15 +162,39 @@ class AvalancheMemory(MemoryBase):
 
     SLDA_STATE = ("muK", "cK", "Sigma", "num_updates")
 
+    @property
+    def resumable(self) -> bool:
+        """Strategies whose state is tensors round-trip exactly; those that keep training samples in Avalanche
+        datasets (replay buffers, exemplars, the cumulative dataset) do not."""
+        return not any(type(p).__name__ not in STATELESS_PLUGINS for p in self.strategy.plugins) \
+            and type(self.strategy).__name__ not in SAMPLE_KEEPING_STRATEGIES
+
     def state_dict(self) -> dict:
-        """The network and StreamingLDA's statistics; plugin buffers (replay, exemplars) are not saved."""
-        return {"model": self.strategy.model.state_dict(), "experiences_trained": self.experiences_trained,
-                "slda": {name: getattr(self.strategy, name) for name in self.SLDA_STATE if hasattr(self.strategy, name)}}
+        """The network, the optimizer's state (momentum carries across experiences), the training clock,
+        StreamingLDA's statistics and the regularisers' tensors (EWC, LwF)."""
+        s = self.strategy
+        optimizer = getattr(s, "optimizer", None)
+        return {"model": s.model.state_dict(), "experiences_trained": self.experiences_trained,
+                "slda": {name: getattr(s, name) for name in self.SLDA_STATE if hasattr(s, name)},
+                "optimizer": optimizer.state_dict() if optimizer is not None and s.optimized_param_id else None,
+                "clock": {k: v for k, v in vars(s.clock).items() if isinstance(v, int)},
+                "plugins": [plugin_state(p) for p in s.plugins]}
 
     def load_state_dict(self, state: dict):
-        self.strategy.model.load_state_dict(state["model"])
+        from avalanche.models.dynamic_optimizers import update_optimizer
+
+        s = self.strategy
+        s.model.load_state_dict(state["model"])
         for name, value in state["slda"].items():
-            setattr(self.strategy, name, value)
+            setattr(s, name, value)
+        if state["optimizer"] is not None:  # as after the strategy's first experience: parameters registered
+            s.optimized_param_id = update_optimizer(s.optimizer, dict(s.model.named_parameters()), None,
+                                                    reset_state=True)
+            s.optimizer.load_state_dict(state["optimizer"])
+        for key, value in state["clock"].items():
+            setattr(s.clock, key, value)
+        for plugin, plugin_saved in zip(s.plugins, state["plugins"]):
+            load_plugin_state(plugin, plugin_saved, s.model)
         self.experiences_trained = state["experiences_trained"]
 
     def stats(self) -> dict:

@@ -5,6 +5,7 @@ Vectors are unit norm and similarity is the inner product (cosine). Ids are
 the store's slot numbers; a removed id may be added again later.
 """
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,9 @@ class RebuiltOnLoad:
 
     def load(self, directory, meta: dict, ids: np.ndarray, vectors: np.ndarray):
         self.rebuild(ids, vectors)
+
+    def index_state(self) -> dict:
+        return {}  # empty: rebuilt from the vectors, exactly as before
 
 
 class ExactBackend(RebuiltOnLoad):
@@ -113,6 +117,19 @@ class HnswBackend:
     def load(self, directory, meta: dict, ids: np.ndarray, vectors: np.ndarray):
         self.index.load_index(str(Path(directory) / "index.hnsw"))
         self.removed = set(meta.get("removed", []))
+
+    def index_state(self) -> dict:
+        """The graph as bytes, for checkpoints."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.index.save_index(f"{tmp}/index.hnsw")
+            graph = np.fromfile(f"{tmp}/index.hnsw", np.uint8)
+        return {"graph": graph, "removed": sorted(self.removed)}
+
+    def load_index_state(self, state: dict):
+        with tempfile.TemporaryDirectory() as tmp:
+            state["graph"].tofile(f"{tmp}/index.hnsw")
+            self.index.load_index(f"{tmp}/index.hnsw")
+        self.removed = set(state["removed"])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self))

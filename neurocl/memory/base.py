@@ -23,6 +23,7 @@ class Memory(Protocol):
 
     learns_whole_experiences: bool  # True: the driver hands it whole Avalanche experiences (train_experience)
     exports_nir: bool               # True: to_nir() returns the trained network as a NIR graph
+    resumable: bool                 # True: load_state_dict(state_dict()) continues exactly (checkpoint/resume)
 
     def observe(self, features: torch.Tensor, labels: torch.Tensor, experience: int,
                 ids: torch.Tensor | None = None) -> None:
@@ -47,6 +48,7 @@ class MemoryBase:
 
     learns_whole_experiences = False
     exports_nir = False
+    resumable = True
 
     def train_experience(self, experience) -> None:
         raise NeuroclError(f"{type(self).__name__} learns from batches (observe), not whole experiences.")

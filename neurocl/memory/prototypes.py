@@ -224,13 +224,15 @@ class PrototypeMemory(MemoryBase):
     def state_dict(self) -> dict:
         if self._fitted is None and (self.held_out or len(self.store)):
             self._settle()
-        return {**self.store.state_dict(), "readout": {"tallies": {k: dict(v) for k, v in self.tallies.items()},
-                                                       "chosen": self.chosen, "held_out_seen": dict(self.held_out_seen)}}
+        return {**self.store.state_dict(with_index=True),
+                "readout": {"tallies": {k: dict(v) for k, v in self.tallies.items()}, "chosen": self.chosen,
+                            "held_out_seen": dict(self.held_out_seen), "generator": self.generator.get_state()}}
 
     def load_state_dict(self, state: dict):
         self.store.load_state_dict(state)
         self.tallies = {k: dict(v) for k, v in state["readout"]["tallies"].items()}
         self.chosen, self.held_out_seen = state["readout"]["chosen"], dict(state["readout"]["held_out_seen"])
+        self.generator.set_state(state["readout"]["generator"])
         self.held_out, self._fitted = [], None
 
     def stats(self) -> dict:

@@ -97,11 +97,12 @@ class RanPAC(MemoryBase):
         if self.readout is None:
             self._fit()
         return {"projection": self.projection.clone(), "gram": self.gram.clone(), "targets": self.targets.clone(),
-                "counts": self.counts.clone(), "ridge": self.ridge}
+                "counts": self.counts.clone(), "ridge": self.ridge, "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict):
         self.projection, self.gram = state["projection"].clone(), state["gram"].clone()
         self.targets, self.counts, self.ridge = state["targets"].clone(), state["counts"].clone(), state["ridge"]
+        self.generator.set_state(state["generator"])
         self.held_out, self.readout = [], self._solve(self.ridge)
 
     def stats(self) -> dict:

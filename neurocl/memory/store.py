@@ -399,14 +399,17 @@ class PrototypeStore:
         self.events["prunes"] += len(gone)
 
     # -- persistence ---------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self, with_index: bool = False) -> dict:
+        """Arrays and metadata; `with_index` adds the search index itself (a checkpoint must not rebuild an
+        approximate graph, which would answer differently)."""
         arrays = {name: getattr(self, name).copy() for name in self.ARRAYS if getattr(self, name) is not None}
         arrays.update({f"conditioner.{k}": v.copy() for k, v in self.conditioner.state_dict().items()
                        if isinstance(v, np.ndarray)})
         meta = {"step": self.step, "since_maintenance": self.since_maintenance,
                 "counts_at_refresh": self.counts_at_refresh.tolist(),
-                "events": dict(self.events), "conditioner_refreshes": self.conditioner.refreshes}
-        return {"arrays": arrays, "meta": meta}
+                "events": dict(self.events), "conditioner_refreshes": self.conditioner.refreshes,
+                "rng": self.rng.bit_generator.state}
+        return {"arrays": arrays, "meta": meta, **({"index": self.backend.index_state()} if with_index else {})}
 
     def load_state_dict(self, state: dict, rebuild_index: bool = True):
         arrays, meta = state["arrays"], state["meta"]
@@ -419,7 +422,11 @@ class PrototypeStore:
         self.step, self.events = meta["step"], dict(meta["events"])
         self.since_maintenance = meta["since_maintenance"]
         self.counts_at_refresh = np.asarray(meta["counts_at_refresh"], np.int64)
-        if rebuild_index:
+        if "rng" in meta:
+            self.rng.bit_generator.state = meta["rng"]
+        if state.get("index"):
+            self.backend.load_index_state(state["index"])
+        elif rebuild_index:
             ids = self.ids
             self.backend.rebuild(ids, self.conditioned(ids))
 

@@ -307,8 +307,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
     def state_dict(self) -> dict:
-        return {**self.store.state_dict(), "synapses": self.synapses.state_dict()}
+        return {**super().state_dict(), "synapses": self.synapses.state_dict()}
 
     def load_state_dict(self, state: dict):
-        self.store.load_state_dict({k: v for k, v in state.items() if k != "synapses"})
+        super().load_state_dict(state)
         self.synapses.load_state_dict(state["synapses"])
