@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -125,9 +126,14 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         log.info("resuming %s after experience %d of %d", output_dir, progress.done - 1, len(stream))
     logger.start(run_info(cfg, output_dir, resume=saved["loggers"] if saved else None))
 
+    # What neurocl.infer needs to answer new inputs without the dataset: class names, input format, sample ids.
+    data = {"class_names": splits.class_names, "modality": splits.modality, "train_ids": splits.train.ids,
+            "image_shape": list(splits.train.images.shape[1:]) if splits.modality in ("image", "page")
+            and isinstance(splits.train.data, torch.Tensor) else None}
+
     def save_checkpoint(progress: StreamProgress):
         checkpoint.save(output_dir / checkpoint.FILENAME, {
-            "config": config, "progress": progress.state_dict(), "memory": memory.state_dict(),
+            "config": config, "data": data, "progress": progress.state_dict(), "memory": memory.state_dict(),
             "rng": checkpoint.rng_state(), "loggers": logger.state_dict()})
 
     drive = dict(logger=logger, seed=cfg.seed, observe_batch_size=cfg.observe_batch_size,

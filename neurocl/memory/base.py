@@ -37,6 +37,8 @@ class Memory(Protocol):
                         class_names: list[str], observed_samples: int) -> dict:
         """Write the memory's own plots into the run directory; returns what joins results.json."""
     def to_nir(self): ...
+    def evidence_rows(self, prediction: Prediction, per_answer: int = 3) -> list[list[int]]:
+        """Per query, the training rows that stand behind its answer (empty where the memory keeps none)."""
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     def stats(self) -> dict: ...
@@ -62,6 +64,9 @@ class MemoryBase:
 
     def to_nir(self):
         raise NeuroclError(f"{type(self).__name__} is not a spiking network: it has no NIR graph.")
+
+    def evidence_rows(self, prediction: Prediction, per_answer: int = 3) -> list[list[int]]:
+        return [[] for _ in range(len(prediction.labels))]
 
 
 def prediction_from_scores(scores: torch.Tensor, evidence: dict | None = None) -> Prediction:

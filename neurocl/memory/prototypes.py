@@ -202,6 +202,17 @@ class PrototypeMemory(MemoryBase):
         confidence = shares.max(dim=1).values / shares.sum(dim=1).clamp(min=1e-12)  # the winner's share
         return prediction_from_scores(scores, {"prototype_ids": torch.from_numpy(ids), "confidence": confidence})
 
+    def evidence_rows(self, prediction: Prediction, per_answer: int = 3) -> list[list[int]]:
+        """Exemplars of the nearest prototypes that hold the answered class, nearest first."""
+        if "prototype_ids" not in prediction.evidence:  # an empty memory answered nothing
+            return super().evidence_rows(prediction, per_answer)
+        rows = []
+        for label, ids in zip(prediction.labels.tolist(), prediction.evidence["prototype_ids"].tolist()):
+            held = [i for i in ids if i >= 0 and label >= 0 and self.store.label_counts[i, label] > 0]
+            exemplars = [int(e) for i in held for e in self.store.exemplars[i] if e >= 0]
+            rows.append(exemplars[:per_answer])
+        return rows
+
     def holdout_accuracy(self, candidate: str) -> float:
         """Mean over experiences of the candidate's held-out accuracy."""
         tally = self.tallies[candidate]

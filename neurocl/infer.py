@@ -1,0 +1,148 @@
+"""Answer new inputs with a trained memory, from a run's checkpoint.
+
+    python -m neurocl.infer checkpoint=outputs/runs/<run> input=shoe.png
+    python -m neurocl.infer checkpoint=outputs/runs/<run> input=images/ output=predictions.jsonl
+    python -m neurocl.infer checkpoint=outputs/runs/<run> input=reports.txt     # one text per line
+    python -m neurocl.infer checkpoint=outputs/runs/<run> input="no acute cardiopulmonary abnormality"
+
+Each answer carries its label, confidence, top-3 labels, whether the memory abstained, and its evidence: the
+training samples (by source id) behind it. `output=<file>.jsonl` also writes <file>.csv beside it.
+"""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from neurocl import checkpoint
+from neurocl.data.base import Split
+from neurocl.data.images import read_image
+from neurocl.encoders import check_accepts
+from neurocl.errors import ConfigError, DataError, NeuroclError
+from neurocl.io import atomic_path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
+TEXT_SUFFIXES = {".txt"}
+OPTIONS = {"checkpoint": None, "input": None, "output": None, "batch_size": 256, "top_k": 3}
+
+
+def read_inputs(spec: str, modality: str, image_shape) -> tuple[list[str], object]:
+    """(source ids, samples) of an image, a folder of images, a .txt file of texts (one per line) or a text."""
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | TEXT_SUFFIXES)
+        if not files:
+            raise DataError(f"{path} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))}) or .txt file. "
+                            "Fix: point input= at a folder of inputs, one file, or a text.")
+    elif path.is_file():
+        files = [path]
+    elif modality == "text":
+        return ["input"], [spec]
+    else:
+        raise DataError(f"input {spec} is not a file or folder. Fix: give an image file or a folder of images.")
+    ids, samples = [], []
+    for file in files:
+        suffix = file.suffix.lower()
+        if suffix in TEXT_SUFFIXES and modality == "text":
+            lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+            ids += [f"{file}:{n}" for n, line in enumerate(lines, 1) if line]
+            samples += [line for line in lines if line]
+        elif suffix in IMAGE_SUFFIXES and modality in ("image", "page"):
+            channels, size = image_shape[0], image_shape[1]
+            ids.append(str(file))
+            samples.append(read_image(file, channels=channels, size=size))
+        else:
+            raise DataError(f"{file}: a {suffix or 'suffix-less'} file cannot be answered by a memory trained on "
+                            f"{modality} samples. Fix: give {'.txt files or a text' if modality == 'text' else 'image files'}.")
+    if not samples:
+        raise DataError(f"{spec} holds no input. Fix: give a non-empty file.")
+    return ids, torch.stack(samples) if modality != "text" else samples
+
+
+def load_trained(path: Path):
+    """(config, data description, encoder, memory) of a run directory or checkpoint file."""
+    path = path / checkpoint.FILENAME if path.is_dir() else path
+    saved = checkpoint.load(path)
+    if "data" not in saved:
+        raise DataError(f"{path} predates inference support (no class names in it). Fix: rerun the run.")
+    config, data = OmegaConf.create(saved["config"]), saved["data"]
+    if config.get("projection"):
+        raise ConfigError("checkpoint", str(path), "its run trained a projection head, which checkpoints do not "
+                          "hold yet", "infer from a run with projection=none")
+    encoder = instantiate(config.encoder)
+    memory = instantiate(config.memory, dim=encoder.dim, num_classes=len(data["class_names"]))
+    memory.load_state_dict(saved["memory"])
+    return config, data, encoder, memory
+
+
+def answer(encoder, memory, data: dict, ids: list[str], samples, batch_size: int, top_k: int) -> list[dict]:
+    names, train_ids = data["class_names"], data["train_ids"]
+    split = Split(samples, torch.zeros(len(ids), dtype=torch.long), ids=ids, modality=data["modality"])
+    answers = []
+    with tqdm(total=len(split), desc="answering", unit="input", disable=len(split) < batch_size) as progress:
+        for start, batch in split.batches(batch_size):
+            with torch.no_grad():
+                prediction = memory.predict(encoder.encode(batch).float().cpu())
+            scores = prediction.scores
+            if "confidence" in prediction.evidence:
+                confidence = prediction.evidence["confidence"]
+            else:
+                confidence = torch.softmax(scores, dim=1).max(dim=1).values.nan_to_num(0.0)
+            top = scores.topk(min(top_k, scores.shape[1]), dim=1).indices
+            for i, rows in enumerate(memory.evidence_rows(prediction)):
+                label = int(prediction.labels[i])
+                answers.append({
+                    "input": ids[start + i], "label": names[label] if label >= 0 else None,
+                    "confidence": round(float(confidence[i]), 4), "abstained": bool(prediction.abstained[i]),
+                    "top": [names[c] for c in top[i].tolist() if torch.isfinite(scores[i, c])],
+                    "evidence": [train_ids[r] for r in rows]})
+            progress.update(len(prediction.labels))
+    return answers
+
+
+def write_answers(answers: list[dict], output: Path):
+    """JSONL at `output`, CSV beside it; both atomically."""
+    with atomic_path(output) as tmp:
+        tmp.write_text("".join(json.dumps(a) + "\n" for a in answers))
+    with atomic_path(output.with_suffix(".csv")) as tmp:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(answers[0]))
+            writer.writeheader()
+            writer.writerows({**a, "top": "|".join(a["top"]), "evidence": "|".join(a["evidence"])} for a in answers)
+
+
+def main(argv: list[str]) -> list[dict]:
+    options = OmegaConf.merge(OmegaConf.create(OPTIONS), OmegaConf.from_cli(argv))
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], options[sorted(unknown)[0]], "is not an option of neurocl.infer",
+                          f"use {', '.join(OPTIONS)}")
+    for key in ("checkpoint", "input"):
+        if options[key] is None:
+            raise ConfigError(key, None, "is required", f"python -m neurocl.infer checkpoint=<run dir> input=<file, folder or text>")
+    for key in ("batch_size", "top_k"):
+        if not isinstance(options[key], int) or options[key] < 1:
+            raise ConfigError(key, options[key], "must be a positive integer", f"leave {key} at {OPTIONS[key]}")
+    config, data, encoder, memory = load_trained(Path(options.checkpoint))
+    check_accepts(encoder, data["modality"], "the input")
+    ids, samples = read_inputs(str(options.input), data["modality"], data["image_shape"])
+    answers = answer(encoder, memory, data, ids, samples, options.batch_size, options.top_k)
+    for a in answers:
+        said = "abstained" if a["abstained"] else f"{a['label']} ({a['confidence']:.2f})"
+        print(f"{a['input']}: {said}  top: {', '.join(a['top'])}  evidence: {', '.join(a['evidence']) or '-'}")
+    if options.output:
+        write_answers(answers, Path(options.output))
+        print(f"wrote {options.output} and {Path(options.output).with_suffix('.csv')}")
+    return answers
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except NeuroclError as e:
+        sys.exit(f"error: {e}")
