@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, compose
-from neurocl import infer
+from neurocl import evaluate, infer
 from neurocl.errors import ConfigError, DataError
 from neurocl.run import execute
 
@@ -88,3 +88,15 @@ def test_a_file_of_report_texts_is_answered_from_the_command_line(tmp_path):
                           "input=Heart size is enlarged, cardiomegaly."], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.startswith("input: Cardiomegaly"), out.stdout + out.stderr[-1500:]
+
+
+def test_evaluate_scores_the_trained_memory_on_the_run_test_set_and_on_corrupted_copies(digits_run, tmp_path):
+    root, _ = digits_run
+    run = json.loads((root / "run" / "results.json").read_text())
+    result = evaluate.evaluate([f"checkpoint={root / 'run'}", "conditions=corrupted", f"output={tmp_path / 'e.json'}"])
+    assert result["accuracy"] == run["conditions"]["clean"]["memory"]["accuracy"]  # the same memory, restored
+    assert result["conditions"]["occlusion"]["memory"]["accuracy"] < result["accuracy"] - 0.1
+    assert len(result["per_experience_accuracy"]) == 5
+    assert json.loads((tmp_path / "e.json").read_text())["accuracy"] == result["accuracy"]
+    with pytest.raises(ConfigError, match="changes only the test data"):
+        evaluate.evaluate([f"checkpoint={root / 'run'}", "memory.top_k=3"])
