@@ -4,6 +4,7 @@ The SLURM tests need the cluster of scripts/slurm-local.sh (`sudo scripts/slurm-
 starts it). Without it they skip, saying why; with NEUROCL_REQUIRE_SLURM=1 (set by .ci/run) they fail instead.
 """
 
+import functools
 import inspect
 import json
 import os
@@ -22,6 +23,7 @@ from neurocl import sweep
 SETTLED = ("idle", "mix", "alloc", "comp")
 
 
+@functools.cache  # sinfo takes 10 s to give up on a controller that is down: ask once
 def slurm_missing() -> str | None:
     """Why the local SLURM cannot run a sweep, or None."""
     if shutil.which("sinfo") is None:
