@@ -65,11 +65,14 @@ def evaluate(memory: Memory, test: Features, experience: Experience, task_aware:
 def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, num_classes: int,
                logger, seed: int = 0, observe_batch_size: int = 1024, eval_batch_size: int = 4096,
                projection=None, pairs: torch.Tensor | None = None, resume: StreamProgress | None = None,
-               after_experience: Callable[[StreamProgress], None] | None = None) -> dict:
+               after_experience: Callable[[StreamProgress], None] | None = None,
+               validation: Features | None = None) -> dict:
     """Drive `memory` through `stream`; returns R, the metrics and per-experience timings.
 
     resume: continue after `resume.done` experiences (the memory already holds them);
-    after_experience: called with the progress after each experience (the run checkpoints there).
+    after_experience: called with the progress after each experience (the run checkpoints there);
+    validation: samples held out of the training data; R on them (rows by class, as the test set) is returned
+    under "validation", for hyperparameter searches that must not see the test set.
 
     projection (encoders.projection.StreamProjection): the memory sees projected features; before each
     experience the projection may be fitted on its training samples' `pairs` (the other modality), after which
@@ -85,8 +88,15 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
                           "rerun it from the start (resume=false in a new hydra.run.dir), or use projection=none")
     T = len(stream)
     evaluate_all = lambda: [evaluate(memory, test, e, stream.task_aware, eval_batch_size) for e in stream.experiences]
+    by_class = lambda features, e: torch.isin(features.y, torch.as_tensor(e.classes)).nonzero().flatten()
+    validate_all = lambda: [metrics.accuracy(predict(memory, validation.x[rows], eval_batch_size,
+                                                     e.classes if stream.task_aware else None).labels,
+                                             validation.y[rows])
+                            for e in stream.experiences for rows in [by_class(validation, e)]]
     progress = resume or StreamProgress(0, np.zeros((T, T)), [acc for acc, _ in evaluate_all()], [],  # b_k
                                         torch.Generator().manual_seed(seed).get_state())
+    if validation is not None and "R_validation" not in progress.extra:
+        progress.extra.update(R_validation=np.zeros((T, T)), untrained_validation=validate_all())
     R, untrained, timings = progress.R, progress.untrained, progress.timings
     shuffle = torch.Generator()
     shuffle.set_state(progress.shuffle)
@@ -112,6 +122,8 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
         start = time.perf_counter()
         results = evaluate_all()
         R[t] = [acc for acc, _ in results]
+        if validation is not None:
+            progress.extra["R_validation"][t] = validate_all()
         timing = {"experience": t, "train_samples": len(order), "observe_s": observe_s,
                   "eval_s": time.perf_counter() - start,
                   "test_samples": sum(len(e.test_idx) for e in stream.experiences)}
@@ -129,6 +141,8 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
         "per_class_accuracy": metrics.per_class_accuracy(final_labels, test.y[all_idx], num_classes),
         "timings": timings,
         "memory_stats": memory.stats(),
+        **({"validation": matrix_results(progress.extra["R_validation"], progress.extra["untrained_validation"])}
+           if validation is not None else {}),
         "experiences": [{"index": e.index, "classes": e.classes, "task_id": e.task_id,
                          "train_samples": len(e.train_idx), "test_samples": len(e.test_idx)}
                         for e in stream.experiences],
@@ -172,7 +186,8 @@ def label_scores(memory: Memory, x: torch.Tensor, batch_size: int) -> np.ndarray
 def run_multilabel_stream(stream: Stream, memory: Memory, train: Features, test: Features, logger, seed: int = 0,
                           observe_batch_size: int = 1024, eval_batch_size: int = 4096,
                           resume: StreamProgress | None = None,
-                          after_experience: Callable[[StreamProgress], None] | None = None) -> dict:
+                          after_experience: Callable[[StreamProgress], None] | None = None,
+                          validation: Features | None = None) -> dict:
     """Drive `memory` through a multi-label stream (scenarios.MultiLabelIncremental).
 
     Experience t's samples are observed once per label of t that they carry. R[t, k] is the mean AUROC, over
@@ -180,6 +195,9 @@ def run_multilabel_stream(stream: Stream, memory: Memory, train: Features, test:
     R_macro_f1 the same with F1 at per-label thresholds. A label's threshold maximises F1 on the training
     samples of the experience that introduced it, and is fixed then (training data only, no replay).
     """
+    if validation is not None:
+        raise ConfigError("validation_fraction", "> 0", "multi-label streams have no validation split yet",
+                          "set validation_fraction=0")
     if memory.learns_whole_experiences:
         raise ConfigError("memory", type(memory).__name__, "multi-label streams need a frozen-feature memory "
                           "(Avalanche strategies train softmax heads on single labels)",

@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from neurocl import checkpoint, plots
+from neurocl.data.base import stratified_split
 from neurocl.data.corruptions import corrupt_condition
 from neurocl.driver import Features, StreamProgress, evaluate_readouts, run_multilabel_stream, run_stream
 from neurocl.encoders import FeatureCache, check_accepts
@@ -108,6 +109,11 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     logger = Loggers({name: build(node) for name, node in cfg.logger.items()})
     cache = FeatureCache(cfg.paths.cache_dir, enabled=cfg.cache.enabled)
     train = Features(cache.features(encoder, splits.train, splits.name, "train"), splits.train.labels)
+    train_ids, validation = splits.train.ids, None
+    if cfg.validation_fraction:  # carved from the training data: a search never sees the test set
+        kept, held = stratified_split(train.y, cfg.validation_fraction, stratify=not splits.train.multi_label)
+        validation, train = Features(train.x[held], train.y[held]), Features(train.x[kept], train.y[kept])
+        train_ids = [train_ids[i] for i in kept.tolist()]
     test = Features(cache.features(encoder, splits.test, splits.name, "test"), splits.test.labels)
     test_sets = {"clean": test}
     for name, split in corrupted.items():
@@ -127,7 +133,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     logger.start(run_info(cfg, output_dir, resume=saved["loggers"] if saved else None))
 
     # What neurocl.infer needs to answer new inputs without the dataset: class names, input format, sample ids.
-    data = {"class_names": splits.class_names, "modality": splits.modality, "train_ids": splits.train.ids,
+    data = {"class_names": splits.class_names, "modality": splits.modality, "train_ids": train_ids,
             "image_shape": list(splits.train.images.shape[1:]) if splits.modality in ("image", "page")
             and isinstance(splits.train.data, torch.Tensor) else None}
 
@@ -137,7 +143,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
             "rng": checkpoint.rng_state(), "loggers": logger.state_dict()})
 
     drive = dict(logger=logger, seed=cfg.seed, observe_batch_size=cfg.observe_batch_size,
-                 eval_batch_size=cfg.eval_batch_size, resume=progress,
+                 eval_batch_size=cfg.eval_batch_size, resume=progress, validation=validation,
                  after_experience=save_checkpoint if cfg.checkpoint else None)
     try:
         if stream.multi_label:
@@ -174,7 +180,9 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    return execute(cfg, Path(HydraConfig.get().runtime.output_dir))["metrics"]["A_last"]
+    """Returns what sweepers optimise: A_last on the validation set when there is one, on the test set otherwise."""
+    results = execute(cfg, Path(HydraConfig.get().runtime.output_dir))
+    return (results.get("validation") or results)["metrics"]["A_last"]
 
 
 if __name__ == "__main__":
