@@ -145,3 +145,17 @@ def test_spiking_run_reports_conditions_raster_energy_and_exports_nir(tmp_path):
 def test_nir_export_needs_a_spiking_memory(tmp_path):
     with pytest.raises(ConfigError, match="export_nir"):
         execute(compose("experiment=digits_quick", "memory=ncm", "export_nir=true", "cache.enabled=false"), tmp_path)
+
+
+def test_a_local_config_sets_machine_paths_and_is_ignored_by_git():
+    local = CONF / "local" / "default.yaml"
+    assert not local.exists(), "a developer's own conf/local/default.yaml would change every test"
+    before = compose().paths.cache_dir
+    try:
+        local.write_text("# @package _global_\npaths:\n  cache_dir: /scratch/cache\n")
+        assert compose().paths.cache_dir == "/scratch/cache" and before != "/scratch/cache"
+        assert compose("paths.cache_dir=/x").paths.cache_dir == "/x"  # the command line still wins
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(local)], cwd=ROOT)
+        assert ignored.returncode == 0
+    finally:
+        local.unlink()
