@@ -4,15 +4,20 @@
                               [--reproducibility experiments/REPRODUCIBILITY.md]
 
 Reads each run's results.json and .hydra/overrides.yaml; runs that differ only
-in `seed` form one row. Writes results.md, results.csv and results.png into
---out (default: the first sweep directory) and prints the markdown. When --out
+in `seed` form one row. Writes results.md, results.csv, results.png and a
+self-contained report.html (tables, accuracy over experiences, forgetting per
+experience, each run's R heatmap, spike raster and prototype map) into --out
+(default: the first sweep directory) and prints the markdown. Runs without a
+results.json (failed, killed, still running) are listed, not dropped. When --out
 holds a study.yaml (title, question, command, notes, references), it also
 writes the study's README.md from it; with --reproducibility it writes the
 table of reference numbers against ours.
 """
 
 import argparse
+import base64
 import csv
+import html
 import io
 import json
 from collections import defaultdict
@@ -64,8 +69,71 @@ def load_runs(directories) -> list[dict]:
             if "multi_label" in data:  # A_last is the mean per-label AUROC there; macro-F1 at training thresholds
                 row["macro_F1 last"] = data["multi_label"]["metrics_macro_f1"]["A_last"]
             setting = " ".join(o for o in overrides if not o.startswith("seed=")) or "(defaults)"
-            runs.append({"setting": setting, "seed": data["config"]["seed"], **row})
+            runs.append({"setting": setting, "seed": data["config"]["seed"], "dir": str(results.parent), **row})
     return runs
+
+
+def incomplete_runs(directories) -> list[Path]:
+    """Run directories (Hydra wrote their .hydra/) without a results.json: failed, killed or still running."""
+    return sorted(hydra.parent for directory in directories for hydra in Path(directory).rglob(".hydra")
+                  if not (hydra.parent / "results.json").exists())
+
+
+def experience_curves(directories) -> tuple[dict, dict]:
+    """Per setting, per seed: mean accuracy on the experiences seen so far, and Chaudhry forgetting, after each t."""
+    from neurocl import metrics
+
+    seen, forgetting = defaultdict(list), defaultdict(list)
+    for run in load_runs(directories):
+        R = np.asarray(json.loads((Path(run["dir"]) / "results.json").read_text())["R"], dtype=float)
+        seen[run["setting"]].append([R[t, : t + 1].mean() for t in range(len(R))])
+        F = metrics.forgetting_matrix(R)
+        forgetting[run["setting"]].append([0.0] + [np.nanmean(F[t, :t]) for t in range(1, len(R))])
+    return dict(seen), dict(forgetting)
+
+
+def html_report(out: Path, directories, text_md: str, rows: list[dict]) -> Path:
+    """One self-contained page: tables, plots and every run's own figures, images inlined."""
+    def image(path: Path, caption: str) -> str:
+        data = base64.b64encode(path.read_bytes()).decode()
+        return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def table_html(md: str) -> str:
+        lines = [line for line in md.splitlines() if line.startswith("|") and not line.startswith("|---")]
+        cells = [[html.escape(c.strip().strip("`")) for c in line.strip("|").split("|")] for line in lines]
+        if not cells:
+            return f"<p>{html.escape(md)}</p>"
+        head = "".join(f"<th>{c}</th>" for c in cells[0])
+        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    seen, forgetting = experience_curves(directories)
+    plots.curves_over_experiences(seen, out / "accuracy_over_experiences.png", "mean accuracy on experiences seen")
+    plots.curves_over_experiences(forgetting, out / "forgetting_per_experience.png", "mean forgetting (Chaudhry)")
+    parts = ["<h1>neurocl report</h1>", f"<p>{len(load_runs(directories))} runs from "
+             + html.escape(", ".join(map(str, directories))) + "</p>"]
+    for block in text_md.split("\n\n"):
+        parts.append(table_html(block) if block.lstrip().startswith("|") else f"<p>{html.escape(block)}</p>")
+    for name, caption in (("results.png", "A_last and forgetting"), ("accuracy_over_experiences.png",
+                          "accuracy over experiences (band: std over seeds)"),
+                          ("forgetting_per_experience.png", "forgetting per experience")):
+        if (out / name).exists():
+            parts.append(image(out / name, caption))
+    missing = incomplete_runs(directories)
+    parts.append(f"<h2>Runs without results ({len(missing)})</h2>")
+    parts.append("<ul>" + "".join(f"<li>{html.escape(str(d))}</li>" for d in missing) + "</ul>" if missing
+                 else "<p>none</p>")
+    parts.append("<h2>Each run</h2>")
+    for run in sorted(load_runs(directories), key=lambda r: (r["setting"], r["seed"])):
+        figures = [image(p, p.stem.replace("_", " ")) for p in sorted(Path(run["dir"]).glob("*.png"))]
+        parts.append(f"<h3>{html.escape(run['setting'])}, seed {run['seed']}</h3>" + "".join(figures))
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:12px}"
+             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:560px}figure{display:inline-block}")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>neurocl report</title><style>{style}</style>" \
+           f"</head><body>{''.join(parts)}</body></html>"
+    write_text(out / "report.html", page)
+    return out / "report.html"
 
 
 def shared_overrides(runs: list[dict]) -> list[str]:
@@ -85,7 +153,7 @@ def drop_shared(runs: list[dict], shared: list[str]) -> list[dict]:
 
 def columns_of(runs: list[dict]) -> list[str]:
     """COLUMNS, then whatever else the runs report (spiking, conditions), in first-seen order."""
-    extra = [k for run in runs for k in run if k not in ("setting", "seed") and k not in COLUMNS]
+    extra = [k for run in runs for k in run if k not in ("setting", "seed", "dir") and k not in COLUMNS]
     return COLUMNS + list(dict.fromkeys(extra))
 
 
@@ -188,8 +256,11 @@ def main(argv=None):
     parser.add_argument("--reproducibility", type=Path, help="write the reference table here (needs study.yaml)")
     args = parser.parse_args(argv)
     runs = load_runs(args.sweeps)
+    missing = incomplete_runs(args.sweeps)
     if not runs:
-        parser.error(f"no results.json under {', '.join(map(str, args.sweeps))}: run a sweep first")
+        parser.error(f"no results.json under {', '.join(map(str, args.sweeps))}"
+                     + (f" ({len(missing)} runs without results: {', '.join(map(str, missing[:3]))})" if missing
+                        else "") + ": run a sweep first")
     shared = shared_overrides(runs)
     rows = table(drop_shared(runs, shared))
     out = args.out or args.sweeps[0]
@@ -210,7 +281,12 @@ def main(argv=None):
             parser.error(f"--reproducibility needs {study_file} with a references list")
         header = study.get("reproducibility_header", "").strip()
         write_text(args.reproducibility, (header + "\n\n" if header else "") + reproducibility(study, rows))
+    report = html_report(out, args.sweeps, text, rows)
     print(text)
+    if missing:
+        print(f"{len(missing)} runs without results.json (failed, killed or running):\n"
+              + "\n".join(f"  {d}" for d in missing))
+    print(f"report: {report}")
 
 
 if __name__ == "__main__":

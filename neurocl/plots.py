@@ -126,3 +126,24 @@ def readout_comparison(rows: list[dict], conditions: list[str], other: str, path
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def curves_over_experiences(curves: dict, path, ylabel: str, title: str = ""):
+    """One line per setting: mean over seeds of a per-experience quantity (e.g. accuracy on experiences seen so far),
+    with its spread over seeds as a band."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for setting, values in curves.items():
+        values = np.asarray(values, dtype=float)  # (seeds, T)
+        x = np.arange(values.shape[1])
+        mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        ax.plot(x, mean, marker="o", ms=3, label=textwrap.shorten(setting, 60))
+        ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+    ax.set_xlabel("after experience t")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(range(max(len(np.atleast_2d(v)[0]) for v in curves.values())))
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

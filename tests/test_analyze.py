@@ -21,6 +21,17 @@ def test_analyze_groups_seeds_into_mean_and_std(tmp_path, capsys):
     assert "| n/a |" in text  # NCM has no prototypes
     csv = (tmp_path / "table" / "results.csv").read_text().splitlines()
     assert csv[0].startswith("setting,seeds,A_last_mean,A_last_std") and len(csv) == 3
+    page = (tmp_path / "table" / "report.html").read_text()
+    assert "<td>memory=ncm</td><td>2</td>" in page and "Runs without results (0)" in page
+    # inlined: the summary and curve plots, and each of the 3 runs' R heatmaps (the store's prototype map too)
+    assert page.count("data:image/png;base64,") >= 3 + 3 + 1
+    assert "accuracy over experiences" in page and "forgetting per experience" in page
+
+    (sweep / "3" / ".hydra").mkdir(parents=True)  # a job that died before writing results.json
+    analyze.main([str(sweep), "--out", str(tmp_path / "table")])
+    page = (tmp_path / "table" / "report.html").read_text()
+    assert "Runs without results (1)" in page and str(sweep / "3") in page
+    assert str(sweep / "3") in capsys.readouterr().out
 
 
 def test_study_readme_and_reproducibility_table_are_generated(tmp_path):
