@@ -28,6 +28,7 @@ from neurocl.io import atomic_path, write_json
 from neurocl.loggers import Loggers, RunInfo
 from neurocl.runtime import seed_everything
 from neurocl.scenarios import MultiLabelIncremental
+from neurocl.validate import validate_config
 
 log = logging.getLogger("neurocl")
 
@@ -79,6 +80,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     The presence of results.json marks a completed run: it is written after everything else.
     """
     start = time.perf_counter()
+    validate_config(cfg)  # every key of every group, before anything is built, read or encoded
     seed_everything(cfg.seed)
     saved = prepare_output_dir(output_dir, cfg.resume or (requeued() and (output_dir / checkpoint.FILENAME).exists()))
     config = OmegaConf.to_container(cfg, resolve=True)
