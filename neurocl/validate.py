@@ -65,13 +65,14 @@ RANGES = [
 
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
-# Top-level keys of conf/config.yaml: dotted key -> (type, constraint name for RANGES or None).
+# Top-level keys of conf/config.yaml: dotted key -> (type, a name to look up in RANGES, or a rule itself).
 # Keys not listed here (added by other features) are left to their owners.
 TOP_LEVEL = {
     "seed": (int, "seed"),
     "device": (str, "device"),
     "observe_batch_size": (int, "observe_batch_size"),
     "eval_batch_size": (int, "eval_batch_size"),
+    "validation_fraction": (float, ("right_open", 0, 1)),   # 0: no validation split
     "export_nir": (bool, None),
     "checkpoint": (bool, None),
     "resume": (bool, None),
@@ -460,7 +461,8 @@ def _rule(name: str):
     return None
 
 
-RULE_TEXT = {"open": "in ({0:g}, {1:g})", "left_open": "in ({0:g}, {1:g}]", "closed": "in [{0:g}, {1:g}]",
+RULE_TEXT = {"open": "in ({0:g}, {1:g})", "left_open": "in ({0:g}, {1:g}]", "right_open": "in [{0:g}, {1:g})",
+             "closed": "in [{0:g}, {1:g}]",
              "above": "above {0:g}", "at_least": "at least {0:g}"}
 
 
@@ -472,6 +474,8 @@ def _within(value, rule) -> bool:
         return bounds[0] < value < bounds[1]
     if kind == "left_open":
         return bounds[0] < value <= bounds[1]
+    if kind == "right_open":
+        return bounds[0] <= value < bounds[1]
     if kind == "closed":
         return bounds[0] <= value <= bounds[1]
     if kind == "above":
@@ -485,7 +489,8 @@ def _example(key: str, default, fallback: str) -> str:
     return f"set {key}={OmegaConf.to_yaml({'v': default}).strip()[3:]} (its default) or another valid value"
 
 
-def _check_value(key: str, value, annotation, name: str, default):
+def _check_value(key: str, value, annotation, name, default):
+    """`name`: the parameter's name, whose RANGES rule applies, or a rule tuple itself."""
     if annotation is EMPTY:
         annotation = _from_default(default)
     if not _accepts(value, annotation):
@@ -494,9 +499,9 @@ def _check_value(key: str, value, annotation, name: str, default):
             hint = ", not a string"
         raise ConfigError(key, value, f"must be {_describe(annotation)}{hint}",
                           _example(key, default, f"set {key} to {_describe(annotation)}"))
-    if name == "device" and isinstance(value, str) and not DEVICE.match(value):
+    if isinstance(name, str) and name == "device" and isinstance(value, str) and not DEVICE.match(value):
         raise ConfigError(key, value, "is not a device", f"use {key}=auto, {key}=cpu, {key}=cuda or {key}=cuda:N")
-    rule = _rule(name)
+    rule = name if isinstance(name, tuple) else _rule(name)
     if rule is None:
         return
     numbers = [value] if _is_number(value) else (

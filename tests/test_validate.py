@@ -90,8 +90,10 @@ def test_top_level_keys():
     assert error("resume=maybe").key == "resume"
     assert error("seed=abc").key == "seed" and error("seed=-1").key == "seed"
     assert error("device=gpu").key == "device"
+    assert error("validation_fraction=1").key == "validation_fraction"  # 0 (off) up to, not including, 1
     assert error("debug=default", "subset.train=0").key == "subset.train"
-    validate_config(compose("export_nir=true", "resume=false", "seed=3", "device=cpu"))
+    validate_config(compose("export_nir=true", "resume=false", "seed=3", "device=cpu", "validation_fraction=0.2"))
+    validate_config(compose("validation_fraction=0"))
 
 
 def test_missing_values_run_time_keys_and_broken_interpolations():
