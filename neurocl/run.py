@@ -4,6 +4,7 @@
     python -m neurocl.run --multirun memory=prototypes,ncm seed=0,1,2
 """
 
+import dataclasses
 import logging
 import os
 import time
@@ -41,6 +42,14 @@ def build(node: DictConfig, **kwargs):
         if isinstance(e.__cause__, NeuroclError):
             raise e.__cause__ from None
         raise
+
+
+def small(split, size: int):
+    """The first `size` samples with every class kept where possible (stratified), else simply the first."""
+    try:
+        return split.stratified_head(size)
+    except ValueError:
+        return split.head(size)
 
 
 def run_info(cfg: DictConfig, output_dir: Path, resume: dict | None) -> RunInfo:
@@ -88,6 +97,9 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         checkpoint.check_same_run(saved["config"], config, output_dir / checkpoint.FILENAME)
     # Build everything before encoding, so that a bad value fails in seconds, not after minutes.
     splits = build(cfg.dataset).load()
+    if cfg.get("subset"):  # debug=default: a small subset of each split, before anything is encoded
+        splits = dataclasses.replace(splits, train=small(splits.train, cfg.subset.train),
+                                     test=small(splits.test, cfg.subset.test))
     encoder = build(cfg.encoder)
     check_accepts(encoder, splits.modality, f"dataset {splits.name}")
     scenario = build(cfg.scenario)

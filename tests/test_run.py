@@ -160,3 +160,12 @@ def test_a_local_config_sets_machine_paths_and_is_ignored_by_git():
         assert ignored.returncode == 0
     finally:
         local.unlink()
+
+
+def test_debug_runs_on_a_small_subset(tmp_path):
+    cfg = compose("experiment=digits_quick", "debug=default", "subset.test=100", f"paths.cache_dir={tmp_path}")
+    results = execute(cfg, tmp_path / "run")
+    assert sum(e["train_samples"] for e in results["experiences"]) == 500
+    assert sum(e["test_samples"] for e in results["experiences"]) == 100
+    full = compose("experiment=digits_quick")
+    assert "subset" not in full  # positive control: without debug, no subset key and the whole dataset
