@@ -66,6 +66,8 @@ def load_runs(directories) -> list[dict]:
                             "SNN pJ/query": stats["energy"]["snn_pJ_per_query"],
                             "dense pJ/query": stats["energy"]["dense_pJ_per_query"]})
             row.update(condition_columns(data.get("conditions", {})))
+            if "validation" in data:  # a search's objective, beside the test A_last it could not see
+                row["A_last validation"] = data["validation"]["metrics"]["A_last"]
             if "multi_label" in data:  # A_last is the mean per-label AUROC there; macro-F1 at training thresholds
                 row["macro_F1 last"] = data["multi_label"]["metrics_macro_f1"]["A_last"]
             setting = " ".join(o for o in overrides if not o.startswith("seed=")) or "(defaults)"
@@ -190,7 +192,8 @@ def markdown(rows: list[dict], columns: list[str] = COLUMNS) -> str:
 def tables(rows: list[dict]) -> str:
     """The main table (with spike and energy columns for spiking memories), then test conditions if any."""
     present = [c for c in rows[0] if c not in ("setting", "seeds")]
-    main = COLUMNS + [c for c in SPIKING if c in present]
+    main = COLUMNS[:1] + [c for c in ["A_last validation"] if c in present] + COLUMNS[1:] \
+        + [c for c in SPIKING if c in present]
     text = markdown(rows, main)
     conditions = [c for c in present if c not in main]
     if conditions:

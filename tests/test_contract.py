@@ -10,7 +10,7 @@ from conftest import CONF, compose
 from neurocl.memory import MemoryBase
 
 MEMORIES = sorted(p.stem for p in (CONF / "memory").glob("*.yaml"))
-# an option's own setting over the default of the group file it composes (avalanche/head: hidden 0)
+# an option's own setting over the default of the group file it composes (avalanche_head: hidden 0)
 OPTION_SETTINGS = {("cope", "hidden"), ("icarl", "hidden")}
 
 

@@ -38,3 +38,4 @@ def test_an_optuna_search_optimises_validation_accuracy(tmp_path, fmnist_dir):
     validation = [t["validation"]["metrics"]["A_last"] for t in trials]
     assert best["best_value"] == max(validation)
     assert set(best["best_params"]) == {"memory.top_k", "memory.temperature", "memory.similarity_threshold"}
+    assert "| A_last | A_last validation |" in (tmp_path / "sweep" / "summary.md").read_text()  # side by side
