@@ -17,7 +17,8 @@ from neurocl.runtime import seed_everything
 from test_memory import clusters
 
 MEMORIES = sorted(p.stem for p in (CONF / "memory").glob("*.yaml")) + ["prototypes_hnswlib"]
-SMALL = {"prototypes_hnswlib": ["memory.backend=hnswlib"], "ranpac": ["memory.projection_dim=64"], "icarl": ["memory.hidden=16"],
+SMALL = {"prototypes_hnswlib": ["memory.backend=hnswlib"], "replay": ["memory.optimizer.lr=0.1", "memory.strategy.mem_size=20"],
+         "ranpac": ["memory.projection_dim=64"], "icarl": ["memory.hidden=16"],
          "cope": ["memory.strategy.train_mb_size=8", "memory.hidden=16"], "prototypes_snn": ["memory.num_timesteps=8"]}
 NETWORK = ["memory.strategy.train_epochs=1", "memory.strategy.train_mb_size=8"]
 
@@ -46,7 +47,7 @@ def drive(memory, resume=None, after=None):
                       resume=resume, after_experience=after)
 
 
-NOT_RESUMABLE = {"replay", "gem", "cumulative", "icarl", "cope"}  # they keep samples in Avalanche datasets
+NOT_RESUMABLE = {"icarl", "cope"}  # their exemplar and prototype state is not saved
 
 
 def test_memories_that_cannot_resume_say_so():
@@ -175,3 +176,12 @@ def test_a_run_killed_mid_write_resumes_to_the_same_results(name, tmp_path, fmni
     assert not list((tmp_path / "killed").glob(".*.tmp"))
     R = lambda d: json.loads((tmp_path / d / "results.json").read_text())["R"]
     assert R("killed") == R("whole")
+
+
+def test_a_replay_buffer_left_behind_changes_the_resumed_stream(tmp_path, monkeypatch):
+    """Positive control for the stored samples: resumed without its replay buffer, Replay ends elsewhere."""
+    import neurocl.memory.avalanche as avalanche
+
+    monkeypatch.setattr(avalanche, "restore_samples", lambda plugin, state, benchmark: None)
+    with pytest.raises(AssertionError):
+        test_a_resumed_stream_ends_exactly_where_the_uninterrupted_one_does("replay", tmp_path)

@@ -28,8 +28,23 @@ def mlp(dim: int, hidden: int, outputs: int) -> nn.Module:
 
 
 # Plugins with no state, or whose state plugin_state() saves; any other plugin makes a strategy not resumable.
-STATELESS_PLUGINS = ("EvaluationPlugin", "PeriodicEval", "Clock", "EWCPlugin", "LwFPlugin")
-SAMPLE_KEEPING_STRATEGIES = ("Cumulative", "ICaRL")
+RESUMABLE_PLUGINS = ("EvaluationPlugin", "PeriodicEval", "Clock", "EWCPlugin", "LwFPlugin", "GEMPlugin",
+                     "ReplayPlugin")
+NOT_RESUMABLE_STRATEGIES = ("ICaRL",)  # its exemplar means and herding state are not saved
+
+
+def sample_rows(dataset) -> list[int]:
+    """The stream rows (`sample_idx`) of an Avalanche dataset, in its order."""
+    return [int(i) for i in dataset.sample_idx]
+
+
+def rows_dataset(benchmark, rows: list[int]):
+    """The benchmark's training samples of `rows`, in that order (how stored samples come back after a resume)."""
+    from avalanche.benchmarks.utils import concat_datasets
+
+    full = concat_datasets([e.dataset for e in benchmark.train_stream])
+    position = {row: i for i, row in enumerate(sample_rows(full))}
+    return full.subset([position[row] for row in rows])
 
 
 def plugin_state(plugin) -> dict:
@@ -41,6 +56,14 @@ def plugin_state(plugin) -> dict:
         lwf = plugin.lwf
         return {"prev_model": None if lwf.prev_model is None else lwf.prev_model.state_dict(),
                 "expcount": lwf.expcount, "prev_classes_by_task": {t: set(c) for t, c in lwf.prev_classes_by_task.items()}}
+    if name == "GEMPlugin":
+        return {"memory_x": dict(plugin.memory_x), "memory_y": dict(plugin.memory_y),
+                "memory_tid": dict(plugin.memory_tid)}
+    if name == "ReplayPlugin":  # an experience-balanced buffer: per experience, its rows and reservoir weights
+        policy = plugin.storage_policy
+        return {"num_exps": policy._num_exps, "groups": {
+            k: {"max_size": g.max_size, "weights": g._buffer_weights.clone(), "rows": sample_rows(g.buffer)}
+            for k, g in policy.buffer_groups.items()}}
     return {}
 
 
@@ -63,6 +86,23 @@ def load_plugin_state(plugin, state: dict, model):
             lwf.prev_model.load_state_dict(state["prev_model"])
         lwf.expcount = state["expcount"]
         lwf.prev_classes_by_task = defaultdict(set, state["prev_classes_by_task"])
+    elif name == "GEMPlugin":
+        plugin.memory_x, plugin.memory_y, plugin.memory_tid = (dict(state[k]) for k in ("memory_x", "memory_y",
+                                                                                         "memory_tid"))
+
+
+def restore_samples(plugin, state: dict, benchmark):
+    """Stored samples come back from the benchmark by row, once the next experience brings it."""
+    from avalanche.training.storage_policy import ReservoirSamplingBuffer
+
+    if type(plugin).__name__ == "ReplayPlugin":
+        policy = plugin.storage_policy
+        policy._num_exps = state["num_exps"]
+        policy.buffer_groups = {}
+        for k, group in state["groups"].items():
+            buffer = ReservoirSamplingBuffer(group["max_size"])
+            buffer.buffer, buffer._buffer_weights = rows_dataset(benchmark, group["rows"]), group["weights"]
+            policy.buffer_groups[k] = buffer
 
 
 def quiet_evaluator():
@@ -125,11 +165,14 @@ class AvalancheMemory(MemoryBase):
             kwargs["optimizer"] = optimizer(parameters)
         self.strategy = strategy(**kwargs)
         self.experiences_trained = 0
+        self.pending_samples = self.saved_state = None  # after load_state_dict: restored at the next experience
 
     learns_whole_experiences = True
 
     def train_experience(self, experience) -> None:
         """Learn one experience of the stream's Avalanche benchmark with the strategy's own loop."""
+        if self.pending_samples is not None:  # resumed: stored samples are rebuilt from this benchmark
+            self._restore_samples(experience.benchmark)
         if self.online_experience_size is None:
             self.strategy.train(experience, num_workers=0)
         else:  # online methods (CoPE) see the experience as a stream of small experiences, one update each
@@ -164,21 +207,33 @@ class AvalancheMemory(MemoryBase):
 
     @property
     def resumable(self) -> bool:
-        """Strategies whose state is tensors round-trip exactly; those that keep training samples in Avalanche
-        datasets (replay buffers, exemplars, the cumulative dataset) do not."""
-        return not any(type(p).__name__ not in STATELESS_PLUGINS for p in self.strategy.plugins) \
-            and type(self.strategy).__name__ not in SAMPLE_KEEPING_STRATEGIES
+        """Strategies whose state is saved (tensors, or the stream rows of their stored samples) round-trip exactly;
+        iCaRL and CoPE do not."""
+        return all(type(p).__name__ in RESUMABLE_PLUGINS for p in self.strategy.plugins) \
+            and type(self.strategy).__name__ not in NOT_RESUMABLE_STRATEGIES
 
     def state_dict(self) -> dict:
         """The network, the optimizer's state (momentum carries across experiences), the training clock,
-        StreamingLDA's statistics and the regularisers' tensors (EWC, LwF)."""
+        StreamingLDA's statistics, the regularisers' tensors (EWC, LwF, GEM) and the rows of stored samples
+        (replay buffers, the cumulative dataset)."""
         s = self.strategy
         optimizer = getattr(s, "optimizer", None)
+        cumulative = getattr(s, "dataset", None) if type(s).__name__ == "Cumulative" else None
+        if self.pending_samples is not None:  # saved again before the next experience restored them
+            return {**self.saved_state, "experiences_trained": self.experiences_trained}
         return {"model": s.model.state_dict(), "experiences_trained": self.experiences_trained,
                 "slda": {name: getattr(s, name) for name in self.SLDA_STATE if hasattr(s, name)},
                 "optimizer": optimizer.state_dict() if optimizer is not None and s.optimized_param_id else None,
                 "clock": {k: v for k, v in vars(s.clock).items() if isinstance(v, int)},
-                "plugins": [plugin_state(p) for p in s.plugins]}
+                "plugins": [plugin_state(p) for p in s.plugins],
+                "cumulative_rows": None if cumulative is None else sample_rows(cumulative)}
+
+    def _restore_samples(self, benchmark):
+        for plugin, plugin_saved in zip(self.strategy.plugins, self.pending_samples["plugins"]):
+            restore_samples(plugin, plugin_saved, benchmark)
+        if self.pending_samples["cumulative_rows"] is not None:
+            self.strategy.dataset = rows_dataset(benchmark, self.pending_samples["cumulative_rows"])
+        self.pending_samples = self.saved_state = None
 
     def load_state_dict(self, state: dict):
         from avalanche.models.dynamic_optimizers import update_optimizer
@@ -196,6 +251,7 @@ class AvalancheMemory(MemoryBase):
         for plugin, plugin_saved in zip(s.plugins, state["plugins"]):
             load_plugin_state(plugin, plugin_saved, s.model)
         self.experiences_trained = state["experiences_trained"]
+        self.pending_samples, self.saved_state = state, state
 
     def stats(self) -> dict:
         tensors = list(self.strategy.model.state_dict().values())
