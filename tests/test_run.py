@@ -79,7 +79,7 @@ def test_bad_values_fail_before_anything_is_written(tmp_path, fmnist_dir):
     cases = [
         (["scenario.classes_per_experience=3"], ConfigError, "does not divide the 10 classes"),
         (["memory.similarity_threshold=1.5"], ConfigError, r"\[-1, 1\]"),
-        (["dataset.train_size=-3"], ConfigError, "positive integer"),
+        (["dataset.train_size=-3"], ConfigError, "train_size=-3: must be above 0"),
         (["dataset.root=/nonexistent"], DataError, "dataset-fashion-mnist"),
     ]
     for overrides, error, message in cases:
