@@ -49,7 +49,8 @@ def condition_columns(conditions: dict) -> dict:
     return out
 
 
-def load_runs(directories) -> list[dict]:
+def load_runs(directories, over: tuple[str, ...] = ("seed",)) -> list[dict]:
+    """One row per run; runs whose overrides differ only in the keys `over` (default: the seed) share a setting."""
     runs = []
     for directory in directories:
         for results in sorted(Path(directory).rglob("results.json")):
@@ -70,7 +71,7 @@ def load_runs(directories) -> list[dict]:
                 row["A_last validation"] = data["validation"]["metrics"]["A_last"]
             if "multi_label" in data:  # A_last is the mean per-label AUROC there; macro-F1 at training thresholds
                 row["macro_F1 last"] = data["multi_label"]["metrics_macro_f1"]["A_last"]
-            setting = " ".join(o for o in overrides if not o.startswith("seed=")) or "(defaults)"
+            setting = " ".join(o for o in overrides if o.split("=", 1)[0] not in over) or "(defaults)"
             runs.append({"setting": setting, "seed": data["config"]["seed"], "dir": str(results.parent), **row})
     return runs
 
@@ -256,9 +257,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweeps", nargs="+", type=Path)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--over", default="seed", help="keys whose runs are averaged (comma-separated), e.g. "
+                        "seed,scenario.class_order: mean ± std over seeds and class orders (the seeds column "
+                        "then counts the runs averaged)")
     parser.add_argument("--reproducibility", type=Path, help="write the reference table here (needs study.yaml)")
     args = parser.parse_args(argv)
-    runs = load_runs(args.sweeps)
+    runs = load_runs(args.sweeps, over=tuple(args.over.split(",")))
     missing = incomplete_runs(args.sweeps)
     if not runs:
         parser.error(f"no results.json under {', '.join(map(str, args.sweeps))}"

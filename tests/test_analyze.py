@@ -77,3 +77,23 @@ def test_readout_comparison_plot(tmp_path):
              "occlusion store_vote": (float("nan"), 0.0)}]
     plots.readout_comparison(rows, ["clean", "occlusion"], "store_vote", tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_can_be_averaged_over_class_orders_too(tmp_path, capsys):
+    import json
+
+    sweep = tmp_path / "sweep"
+    orders = ["scenario.class_order=[0,1,2,3]", "scenario.class_order=[2,3,0,1]"]
+    for job, (order, seed, a_last) in enumerate([(orders[0], 0, 0.8), (orders[1], 0, 0.6), (orders[0], 1, 0.7)]):
+        run = sweep / str(job)
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["memory=ncm", order, f"seed={seed}"]))
+        metrics = {"A_last": a_last, "Abar": a_last, "forgetting_chaudhry": 0.1, "forgetting_avalanche": 0.1,
+                   "BWT": -0.1, "FWT": 0.0}
+        (run / "results.json").write_text(json.dumps({
+            "metrics": metrics, "memory_stats": {"memory_bytes": 1024}, "wall_s": 1.0, "config": {"seed": seed},
+            "R": [[1.0, 0.0], [0.9, a_last]]}))
+    analyze.main([str(sweep), "--out", str(tmp_path / "by_seed")])
+    assert (tmp_path / "by_seed" / "results.md").read_text().count("| `") == 2  # control: orders apart
+    analyze.main([str(sweep), "--out", str(tmp_path / "both"), "--over", "seed,scenario.class_order"])
+    assert "| `memory=ncm` | 3 | 0.7000 ± 0.0816 |" in (tmp_path / "both" / "results.md").read_text()
