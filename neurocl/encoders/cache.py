@@ -22,7 +22,7 @@ import torch
 
 from neurocl.data.base import Split
 from neurocl.encoders.base import Encoder, encode_split
-from neurocl.errors import NeuroclError
+from neurocl.errors import DataError, NeuroclError
 from neurocl.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -102,13 +102,17 @@ class FeatureCache:
         if reused:
             log.info("shard %d of %d of %s/%s: reusing %s", index, count, dataset, split_name, data_path)
         else:
-            features = encode_split(encoder, split.take(torch.arange(start, stop)),
-                                    f"encoding {dataset}/{split_name} rows {start}-{stop} with {encoder.name}")
+            try:
+                features = encode_split(encoder, split.take(torch.arange(start, stop)),
+                                        f"encoding {dataset}/{split_name} rows {start}-{stop} with {encoder.name}")
+            except DataError as e:  # its rows are the shard's: say which rows of the split they are
+                raise DataError(f"{dataset}/{split_name} rows {start}-{stop} (shard {index} of {count}; rows "
+                                f"below count from {start}): {e}") from e
             self._store(features, data_path, meta_path, key, identity)
         return {"split": split_name, "key": key, "rows": [start, stop], "path": str(data_path), "reused": reused}
 
-    def check_shards(self, key: dict, bounds: list[tuple[int, int]], dim: int) -> list[str]:
-        """What is wrong with the shard files of entry `key` (one line per shard at fault); empty when all are sound."""
+    def check_shards(self, key: dict, bounds: list[tuple[int, int]], dim: int) -> list[tuple[int, str]]:
+        """(shard index, what is wrong with it) for each unsound shard file of entry `key`; empty when all are sound."""
         problems = []
         for index, (start, stop) in enumerate(bounds):
             data_path, meta_path = self.shard_paths(key, index, len(bounds))
@@ -118,7 +122,7 @@ class FeatureCache:
                 identity = {"rows": [start, stop], "shard": index, "shards": len(bounds)}
                 problem = self._check(data_path, meta_path, key, [stop - start, dim], identity)
             if problem:
-                problems.append(f"shard {index} of {len(bounds)} (rows {start}-{stop}, {data_path}): {problem}")
+                problems.append((index, f"shard {index} of {len(bounds)} (rows {start}-{stop}, {data_path}): {problem}"))
         return problems
 
     def assemble(self, key: dict, bounds: list[tuple[int, int]], dim: int) -> Path:
@@ -129,7 +133,7 @@ class FeatureCache:
         """
         problems = self.check_shards(key, bounds, dim)
         if problems:
-            raise ShardError(f"cannot assemble {self.paths(key)[0].name}: " + "; ".join(problems))
+            raise ShardError(f"cannot assemble {self.paths(key)[0].name}: " + "; ".join(m for _, m in problems))
         shards = [self.shard_paths(key, index, len(bounds)) for index in range(len(bounds))]
         array = np.concatenate([np.load(data) for data, _ in shards]) if shards else np.empty((0, dim), np.float32)
         data_path, meta_path = self.paths(key)
