@@ -5,6 +5,7 @@ One file, `checkpoint.pt` in the run directory, replaced atomically after each e
 refuses, travel as tensors inside a marker dict and come back as arrays.
 """
 
+import os
 import random
 from pathlib import Path
 
@@ -102,3 +103,22 @@ def set_rng_state(state: dict):
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def requeued(run_dir: Path) -> bool:
+    """A SLURM job started again (pre-emption, time-out: submitit requeues the same command) that has a checkpoint."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0 and (run_dir / FILENAME).exists()
+
+
+def prepare_run_dir(output_dir: Path, resume: bool) -> dict | None:
+    """Clear leftovers of killed writes; refuse to mix two runs in one directory. Returns the checkpoint to resume."""
+    for leftover in output_dir.glob(".*.tmp"):  # atomic_path's temporary files, orphaned by a kill
+        leftover.unlink(missing_ok=True)
+    path = output_dir / FILENAME
+    if resume:
+        return load(path)
+    held = [name for name in ("results.json", FILENAME) if (output_dir / name).exists()]
+    if held:
+        raise ConfigError("resume", False, f"{output_dir} already holds another run ({', '.join(held)})",
+                          "set resume=true to continue that run, or run in a new directory (hydra.run.dir=...)")
+    return None

@@ -6,7 +6,6 @@
 
 import dataclasses
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -64,25 +63,6 @@ def run_info(cfg: DictConfig, output_dir: Path, resume: dict | None) -> RunInfo:
                    name=f"{dataset}-{memory}-seed{cfg.seed}", group=group, job_type=memory, resume=resume)
 
 
-def requeued() -> bool:
-    """A SLURM job started again after pre-emption or a time-out (submitit requeues it with the same command)."""
-    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
-
-
-def prepare_output_dir(output_dir: Path, resume: bool) -> dict | None:
-    """Clear leftovers of killed writes; refuse to mix two runs in one directory. Returns the checkpoint to resume."""
-    for leftover in output_dir.glob(".*.tmp"):  # atomic_path's temporary files, orphaned by a kill
-        leftover.unlink(missing_ok=True)
-    path = output_dir / checkpoint.FILENAME
-    if resume:
-        return checkpoint.load(path)
-    held = [name for name in ("results.json", checkpoint.FILENAME) if (output_dir / name).exists()]
-    if held:
-        raise ConfigError("resume", False, f"{output_dir} already holds another run ({', '.join(held)})",
-                          "set resume=true to continue that run, or run in a new directory (hydra.run.dir=...)")
-    return None
-
-
 def execute(cfg: DictConfig, output_dir: Path) -> dict:
     """One run; writes plots, checkpoint.pt after each experience and, last, results.json into `output_dir`.
 
@@ -91,7 +71,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     start = time.perf_counter()
     validate_config(cfg)  # every key of every group, before anything is built, read or encoded
     seed_everything(cfg.seed)
-    saved = prepare_output_dir(output_dir, cfg.resume or (requeued() and (output_dir / checkpoint.FILENAME).exists()))
+    saved = checkpoint.prepare_run_dir(output_dir, cfg.resume or checkpoint.requeued(output_dir))
     config = OmegaConf.to_container(cfg, resolve=True)
     if saved:
         checkpoint.check_same_run(saved["config"], config, output_dir / checkpoint.FILENAME)
@@ -123,16 +103,17 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     logger = Loggers({name: build(node) for name, node in cfg.logger.items()})
     cache = FeatureCache(cfg.paths.cache_dir, enabled=cfg.cache.enabled)
     train = Features(cache.features(encoder, splits.train, splits.name, "train"), splits.train.labels)
-    train_ids, validation = splits.train.ids, None
-    if cfg.validation_fraction:  # carved from the training data: a search never sees the test set
-        kept, held = stratified_split(train.y, cfg.validation_fraction, stratify=not splits.train.multi_label)
-        validation, train = Features(train.x[held], train.y[held]), Features(train.x[kept], train.y[kept])
-        train_ids = [train_ids[i] for i in kept.tolist()]
     test = Features(cache.features(encoder, splits.test, splits.name, "test"), splits.test.labels)
     test_sets = {"clean": test}
     for name, split in corrupted.items():
         test_sets[name] = Features(cache.features(encoder, split, splits.name, f"test-{name}"), split.labels)
     pairs = paired_features(projection, cache, splits) if projection and projection.policy != "frozen" else None
+    train_ids, validation = splits.train.ids, None
+    if cfg.validation_fraction:  # carved from the training data: a search never sees the test set
+        kept, held = stratified_split(train.y, cfg.validation_fraction, stratify=not splits.train.multi_label)
+        validation, train = Features(train.x[held], train.y[held]), Features(train.x[kept], train.y[kept])
+        train_ids = [train_ids[i] for i in kept.tolist()]
+        pairs = pairs[kept] if pairs is not None else None
     encode_s = time.perf_counter() - start
     stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)
     progress = None
