@@ -157,7 +157,7 @@ def test_local_sweep_with_a_bad_value_keeps_its_sibling_and_names_the_error(tmp_
     out = run_sweep(tmp_path, fmnist_dir, "hydra/launcher=submitit_local", "memory.top_k=-1,5")
     root = tmp_path / "sweep"
     assert out.returncode != 0, out.stdout
-    message = "invalid memory.top_k=-1: must be a positive integer"
+    message = "invalid memory.top_k=-1: must be above 0"
     assert f"neurocl.errors.ConfigError: {message}" in out.stderr  # the job's own error ends the sweep
     assert "TypeError" not in out.stderr + out.stdout
     assert json.loads((root / "1" / "results.json").read_text())["metrics"]["A_last"] == 1.0  # the sibling finished
