@@ -69,8 +69,9 @@ def test_slurm_two_shards_assemble_the_one_process_entries_and_the_run_hits_them
     assert len(jobs) == 2 and jobs[0].endswith("_0") and jobs[1] == jobs[0][:-1] + "1"  # one SLURM array, 2 tasks
     assert "rows 40-80" in (out / ".submitit" / jobs[1] / f"{jobs[1]}_0_log.err").read_text()  # its own slice
 
-    run = subprocess.run([sys.executable, "-m", "neurocl.run", *common, "memory=ncm", f"hydra.run.dir={tmp_path / 'run'}"],
-                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-m", "neurocl.run", *common, "memory=ncm",
+                          f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                         timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["feature_cache"] == {"hits": 4, "misses": 0}

@@ -122,7 +122,8 @@ class FeatureCache:
                 identity = {"rows": [start, stop], "shard": index, "shards": len(bounds)}
                 problem = self._check(data_path, meta_path, key, [stop - start, dim], identity)
             if problem:
-                problems.append((index, f"shard {index} of {len(bounds)} (rows {start}-{stop}, {data_path}): {problem}"))
+                where = f"shard {index} of {len(bounds)} (rows {start}-{stop}, {data_path})"
+                problems.append((index, f"{where}: {problem}"))
         return problems
 
     def assemble(self, key: dict, bounds: list[tuple[int, int]], dim: int) -> Path:
