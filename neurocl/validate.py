@@ -76,7 +76,6 @@ TOP_LEVEL = {
     "export_nir": (bool, None),
     "checkpoint": (bool, None),
     "resume": (bool, None),
-    "debug": (bool, None),
     "cache.enabled": (bool, None),
     "paths.cache_dir": (str, None),
     "subset.train": (typing.Optional[int], "train_size"),   # conf/debug/default.yaml
