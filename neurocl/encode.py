@@ -41,7 +41,7 @@ from neurocl.encoders import FeatureCache, check_accepts
 from neurocl.encoders.base import Encoder
 from neurocl.encoders.cache import ShardError, shard_bounds
 from neurocl.errors import ConfigError, NeuroclError
-from neurocl.run import build, small
+from neurocl.run import build, load_splits
 from neurocl.validate import validate_config
 
 log = logging.getLogger("neurocl.encode")
@@ -101,10 +101,7 @@ class Plan:
 
 def plan(cfg: DictConfig) -> Plan:
     """The splits neurocl.run encodes for `cfg` (its debug subset and test conditions included), by cache name."""
-    splits = build(cfg.dataset).load()
-    if cfg.get("subset"):  # as neurocl.run: a small subset of each split before anything is encoded
-        splits = dataclasses.replace(splits, train=small(splits.train, cfg.subset.train),
-                                     test=small(splits.test, cfg.subset.test))
+    splits = load_splits(cfg)
     encoder = build(cfg.encoder)
     check_accepts(encoder, splits.modality, f"dataset {splits.name}")
     named = {"train": splits.train, "test": splits.test}

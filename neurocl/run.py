@@ -51,6 +51,15 @@ def small(split, size: int):
         return split.head(size)
 
 
+def load_splits(cfg: DictConfig):
+    """The dataset of `cfg`, cut to the debug subset when one is set, before anything is encoded."""
+    splits = build(cfg.dataset).load()
+    if cfg.get("subset"):  # debug=default
+        splits = dataclasses.replace(splits, train=small(splits.train, cfg.subset.train),
+                                     test=small(splits.test, cfg.subset.test))
+    return splits
+
+
 def run_info(cfg: DictConfig, output_dir: Path, resume: dict | None) -> RunInfo:
     """Names for loggers: the job's memory, dataset and seed; its sweep directory when it is part of one."""
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
@@ -76,10 +85,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     if saved:
         checkpoint.check_same_run(saved["config"], config, output_dir / checkpoint.FILENAME)
     # Build everything before encoding, so that a bad value fails in seconds, not after minutes.
-    splits = build(cfg.dataset).load()
-    if cfg.get("subset"):  # debug=default: a small subset of each split, before anything is encoded
-        splits = dataclasses.replace(splits, train=small(splits.train, cfg.subset.train),
-                                     test=small(splits.test, cfg.subset.test))
+    splits = load_splits(cfg)
     encoder = build(cfg.encoder)
     check_accepts(encoder, splits.modality, f"dataset {splits.name}")
     scenario = build(cfg.scenario)
