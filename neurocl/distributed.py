@@ -67,3 +67,25 @@ def process_group(backend: str | None = None, timeout_s: float = 1800):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def submitit_tasks() -> int:
+    """How many tasks the running submitit job has; 1 outside a submitit job."""
+    from submitit import JobEnvironment
+
+    try:
+        return JobEnvironment().num_tasks
+    except RuntimeError:  # not inside a submitit job
+        return 1
+
+
+@contextmanager
+def tasks_of_this_job():
+    """A process group over the tasks of the running submitit job when it has several (hydra.launcher.tasks_per_node
+    > 1), yielding its DistributedEnv; None otherwise."""
+    if submitit_tasks() < 2:
+        yield None
+        return
+    import avalanche.training  # noqa: F401  imported by a task other than 0 once a group exists, Avalanche refuses
+    with process_group() as env:
+        yield env

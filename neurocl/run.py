@@ -6,6 +6,7 @@
 
 import dataclasses
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,11 +16,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from neurocl import checkpoint, plots
 from neurocl.data.base import stratified_split
 from neurocl.data.corruptions import corrupt_condition
+from neurocl.distributed import tasks_of_this_job
 from neurocl.driver import Features, StreamProgress, evaluate_readouts, run_multilabel_stream, run_stream
 from neurocl.encoders import FeatureCache, check_accepts
 from neurocl.encoders.projection import paired_features
@@ -181,8 +183,18 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Returns what sweepers optimise: A_last on the validation set when there is one, on the test set otherwise."""
-    results = execute(cfg, Path(HydraConfig.get().runtime.output_dir))
+    """Returns what sweepers optimise: A_last on the validation set when there is one, on the test set otherwise.
+
+    A submitit job with several tasks (hydra.launcher.tasks_per_node=N) runs as N processes of one
+    torch.distributed group that share the projection head's training; task 0 writes the run and logs it.
+    """
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    with tasks_of_this_job() as env:
+        if env is not None and env.rank > 0:  # the same run, written to a scratch directory, logged to the console
+            output_dir = Path(tempfile.mkdtemp(prefix=f"neurocl-task{env.rank}-"))
+            with open_dict(cfg):
+                cfg.logger = {"console": {"_target_": "neurocl.loggers.ConsoleLogger"}}
+        results = execute(cfg, output_dir)
     return (results.get("validation") or results)["metrics"]["A_last"]
 
 

@@ -77,3 +77,30 @@ def test_a_pair_dataset_of_other_samples_is_refused(archive, tmp_path):
                   f"paths.cache_dir={tmp_path / 'cache'}")
     with pytest.raises(ConfigError, match="sample ids differ"):
         execute(cfg, tmp_path / "out")
+
+
+def test_two_submitit_tasks_train_the_projection_as_one_process_does(archive, tmp_path):
+    """hydra.launcher.tasks_per_node=2 (submitit's local executor): one torch.distributed group, no torchrun;
+    the head's training is shared and ends where one process ends; task 0 alone writes the run."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    args = ["experiment=iu_xray_pages", f"dataset.path={archive}", "dataset.num_terms=4", "dataset.min_reports=5",
+            "dataset.page_size=[256,200]", "dataset.font_size=8", "encoder=efficientnet_lite0",
+            "encoder.resolution=32", "memory=ncm", "projection=contrastive", "projection.projection_dim=16",
+            "projection.fit.epochs=5", "projection.fit.validation_fraction=0.3", f"paths.cache_dir={tmp_path / 'c'}"]
+    one = execute(compose(*args), tmp_path / "one")
+    out = subprocess.run([sys.executable, "-m", "neurocl.run", "--multirun", "hydra/launcher=local",
+                          "hydra.launcher.tasks_per_node=2", *args, f"hydra.sweep.dir={tmp_path / 'two'}"],
+                         cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    logs = "".join(p.read_text() for p in (tmp_path / "two" / ".submitit").rglob("*_log.out"))
+    assert "rank 0 of 2" in logs and "rank 1 of 2" in logs
+    assert sorted(p.parent.name for p in (tmp_path / "two").rglob("results.json")) == ["0"]
+    two = json.loads((tmp_path / "two" / "0" / "results.json").read_text())
+    np.testing.assert_array_equal(two["R"], one["R"])
+    for a, b in zip(one["projection"]["fits"][0]["history"], two["projection"]["fits"][0]["history"]):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4

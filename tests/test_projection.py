@@ -211,3 +211,39 @@ def test_config_group_composes_and_builds():
     assert projection.head.projection_dim == 256 and projection.fit_options["validation_fraction"] == 0.1
     assert projection.policy in FREEZE_POLICIES
     assert not compose().projection  # disabled by default: an empty group
+
+
+# --- several tasks (torch.distributed, as neurocl.distributed starts it in a submitit job) ---------------------
+
+def _fit_in_task(rank: int, world: int, init_file: str, out_file: str, share_gradients: bool):
+    import torch.distributed as dist
+
+    import neurocl.encoders.projection as projection
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    if not share_gradients:  # the control: each task steps on its own share's gradient only
+        projection.average_gradients = lambda parameters, world: None
+    a, b = paired(203)  # batches of 64 with a short last one: unequal shares
+    head = ContrastiveProjection(32, 24, projection_dim=8)
+    history = head.fit(a, b, epochs=3, batch_size=64, progress=False)
+    if rank == 0:
+        torch.save({"history": history, "state": head.state_dict()}, out_file)
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("share_gradients", [True, False])
+def test_two_tasks_fit_the_head_one_process_fits(tmp_path, share_gradients):
+    import torch.multiprocessing as mp
+
+    a, b = paired(203)
+    alone = ContrastiveProjection(32, 24, projection_dim=8)
+    history = alone.fit(a, b, epochs=3, batch_size=64, progress=False)
+    mp.spawn(_fit_in_task, args=(2, str(tmp_path / "init"), str(tmp_path / "out.pt"), share_gradients), nprocs=2)
+    shared = torch.load(tmp_path / "out.pt", weights_only=True)
+    same = all(torch.allclose(shared["state"][k], v, atol=1e-5) for k, v in alone.state_dict().items())
+    assert same == share_gradients  # positive control: without averaged gradients the tasks drift apart
+    if share_gradients:
+        assert [h["epoch"] for h in shared["history"]] == [h["epoch"] for h in history]
+        assert all(math.isclose(x["train_loss"], y["train_loss"], rel_tol=1e-4)
+                   for x, y in zip(shared["history"], history))

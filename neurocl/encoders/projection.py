@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
@@ -153,6 +154,9 @@ class ContrastiveProjection(nn.Module):
         check_finite(a, "modality-a features")
         check_finite(b, "modality-b features")
         generator = torch.Generator().manual_seed(self.seed)
+        # Inside a torch.distributed job (neurocl.distributed: submitit tasks, no torchrun) the batches are shared
+        # out; every task draws the same batches from the same seed, so all hold the same head throughout.
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         order = torch.randperm(len(a), generator=generator)
         n_val = round(len(a) * validation_fraction)
         if n_val < 2 or len(a) - n_val < 2:
@@ -172,9 +176,16 @@ class ContrastiveProjection(nn.Module):
             for rows in batches:
                 if len(rows) < 2:  # a single pair has no negative: no signal
                     continue
-                loss = self.loss(self.forward_a(a_train[rows]), self.forward_b(b_train[rows]))
+                if world > 1:  # each task embeds its share of the batch; the loss sees the whole batch
+                    mine = rows.tensor_split(world)[dist.get_rank()]
+                    za, zb = gather_rows(self.forward_a(a_train[mine])), gather_rows(self.forward_b(b_train[mine]))
+                else:
+                    za, zb = self.forward_a(a_train[rows]), self.forward_b(b_train[rows])
+                loss = self.loss(za, zb)
                 optimizer.zero_grad()
                 loss.backward()
+                if world > 1:
+                    average_gradients(self.parameters(), world)
                 optimizer.step()
                 total += loss.item() * len(rows)
             self.eval()
@@ -190,6 +201,26 @@ class ContrastiveProjection(nn.Module):
         bar.close()
         self.load_state_dict(best_state)
         return history
+
+
+def gather_rows(z: torch.Tensor) -> torch.Tensor:
+    """Every task's rows, in rank order, with gradients flowing back to each task's own rows."""
+    from torch.distributed.nn.functional import all_gather
+
+    sizes = [torch.zeros(1, dtype=torch.long) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([len(z)]))
+    sizes = [int(n) for n in sizes]
+    padded = F.pad(z, (0, 0, 0, max(sizes) - len(z)))  # all_gather needs equal shapes
+    return torch.cat([part[:n] for part, n in zip(all_gather(padded), sizes)])
+
+
+def average_gradients(parameters, world: int):
+    """Each task's backward of the same whole-batch loss yields world x its rows' share; the sum over tasks, over
+    world, is the one-process gradient."""
+    for p in parameters:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
 
 
 def check_fit_options(epochs, batch_size, lr, weight_decay, validation_fraction, patience):
