@@ -97,6 +97,56 @@ def per_class_accuracy(predicted, targets, num_classes: int) -> np.ndarray:
     return out
 
 
+# --- answers: what a composer's answers are scored by (an abstention is label -1) --------------------------------
+
+def top_k_accuracy(scores, targets, k: int) -> float:
+    """Share of queries whose target is among the k highest scores (ties broken by class order)."""
+    scores, targets = np.asarray(scores, float), np.asarray(targets)
+    if not len(targets):
+        return float("nan")
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float((top == targets[:, None]).any(axis=1).mean())
+
+
+def confusion_matrix(predicted, targets, num_classes: int) -> np.ndarray:
+    """(C, C + 1) counts: row = true class, column = answer; the last column counts abstentions."""
+    predicted, targets = np.asarray(predicted), np.asarray(targets)
+    matrix = np.zeros((num_classes, num_classes + 1), np.int64)
+    np.add.at(matrix, (targets, np.where(predicted < 0, num_classes, predicted)), 1)
+    return matrix
+
+
+def precision_recall_f1(predicted, targets, num_classes: int) -> dict:
+    """Per class, from the confusion matrix: precision over the answers given (abstentions are no answer),
+    recall over the class's queries (an abstention misses); NaN where undefined. macro_f1: mean over the classes
+    that have queries, an undefined F1 counting 0."""
+    matrix = confusion_matrix(predicted, targets, num_classes).astype(float)
+    hits, answered, queries = np.diag(matrix), matrix[:, :num_classes].sum(axis=0), matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision, recall = hits / answered, hits / queries
+        f1 = 2 * precision * recall / (precision + recall)
+    present = queries > 0
+    return {"precision": precision, "recall": recall, "f1": f1,
+            "macro_f1": float(np.nan_to_num(f1[present]).mean()) if present.any() else float("nan")}
+
+
+def selective(predicted, targets) -> dict:
+    """coverage: share of queries answered; selective_accuracy: accuracy on the answered ones (NaN if none)."""
+    predicted, targets = np.asarray(predicted), np.asarray(targets)
+    answered = predicted >= 0
+    return {"coverage": float(answered.mean()) if len(targets) else float("nan"),
+            "selective_accuracy": float((predicted[answered] == targets[answered]).mean()) if answered.any()
+            else float("nan")}
+
+
+def risk_coverage_curve(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, risk) when answering the n most confident queries, n = 1..N; its mean risk is the AURC."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    order = np.argsort(-confidence, kind="stable")
+    n = np.arange(1, len(order) + 1)
+    return n / max(len(order), 1), np.cumsum(1.0 - correct[order]) / n
+
+
 def summary(R, untrained) -> dict:
     """Every scalar metric of R, under the names used in results.json."""
     return {
@@ -133,7 +183,7 @@ def risk_coverage(confidence, correct, coverage: float = 0.8) -> dict:
     if len(confidence) == 0:
         return {"aurc": 0.0, f"accuracy_at_{coverage:g}_coverage": 0.0}
     order = np.argsort(-confidence, kind="stable")
-    risk = np.cumsum(1.0 - correct[order]) / np.arange(1, len(order) + 1)
+    risk = risk_coverage_curve(confidence, correct)[1]
     keep = max(1, int(round(coverage * len(order))))
     return {"aurc": float(risk.mean()), f"accuracy_at_{coverage:g}_coverage": float(correct[order[:keep]].mean())}
 

@@ -70,3 +70,40 @@ def test_calibration_error_and_risk_coverage_by_hand():
     assert rc["aurc"] == pytest.approx(np.mean([0, 0, 0, 0.25]))
     perfect = metrics.risk_coverage(np.array([0.9, 0.1]), np.array([1, 0]))
     assert perfect["aurc"] < metrics.risk_coverage(np.array([0.1, 0.9]), np.array([1, 0]))["aurc"]
+
+
+# --- answers ------------------------------------------------------------------------------------------------
+
+def test_top_k_accuracy_by_hand():
+    scores = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.2, 0.6]])
+    targets = np.array([2, 2, 0])
+    assert metrics.top_k_accuracy(scores, targets, 1) == 0.0
+    assert metrics.top_k_accuracy(scores, targets, 2) == 2 / 3  # 2 is 2nd in row 0, 3rd in row 1
+    assert metrics.top_k_accuracy(scores, targets, 3) == 1.0
+    # a tie: [0.2, 0.2] in row 2 puts class 0 before class 1 (class order), so class 0 is 2nd, class 1 3rd
+    assert metrics.top_k_accuracy(scores[2:], targets[2:], 2) == 1.0
+    assert metrics.top_k_accuracy(scores[2:], np.array([1]), 2) == 0.0
+
+
+def test_confusion_precision_recall_f1_with_abstentions_by_hand():
+    targets = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, -1, -1])  # two abstentions
+    matrix = metrics.confusion_matrix(predicted, targets, 3)
+    assert matrix.tolist() == [[2, 1, 0, 0], [0, 1, 0, 1], [0, 0, 0, 1]]
+    prf = metrics.precision_recall_f1(predicted, targets, 3)
+    # class 0: precision 2/2, recall 2/3, F1 0.8; class 1: precision 1/2, recall 1/2, F1 0.5;
+    # class 2: never answered (precision undefined), recall 0, F1 undefined -> 0 in the macro mean
+    np.testing.assert_allclose(prf["precision"][:2], [1.0, 0.5])
+    assert np.isnan(prf["precision"][2]) and prf["recall"][2] == 0
+    np.testing.assert_allclose(prf["f1"][:2], [0.8, 0.5])
+    assert prf["macro_f1"] == pytest.approx((0.8 + 0.5 + 0.0) / 3)
+    assert metrics.selective(predicted, targets) == {"coverage": 4 / 6, "selective_accuracy": 3 / 4}
+    assert np.isnan(metrics.selective(np.array([-1, -1]), np.array([0, 1]))["selective_accuracy"])
+
+
+def test_risk_coverage_curve_by_hand():
+    coverage, risk = metrics.risk_coverage_curve([0.9, 0.2, 0.6, 0.4], [1, 0, 0, 1])
+    # by confidence: 0.9 right, 0.6 wrong, 0.4 right, 0.2 wrong
+    np.testing.assert_allclose(coverage, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(risk, [0.0, 0.5, 1 / 3, 0.5])
+    assert metrics.risk_coverage([0.9, 0.2, 0.6, 0.4], [1, 0, 0, 1])["aurc"] == pytest.approx(risk.mean())
