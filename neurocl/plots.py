@@ -147,3 +147,46 @@ def curves_over_experiences(curves: dict, path, ylabel: str, title: str = ""):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def risk_coverage(curves: dict, path, title: str = ""):
+    """Risk (error rate of the answers given) against coverage, answering the most confident queries first;
+    one line per test condition. The area under each line is its AURC."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, (coverage, risk) in curves.items():
+        ax.plot(coverage, risk, label=f"{name} (AURC {np.mean(risk):.3f})")
+    ax.set_xlabel("coverage (share of queries answered)")
+    ax.set_ylabel("risk (error rate of the answers)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "risk-coverage", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def confusion_matrix(matrix, class_names, path, title: str = ""):
+    """Rows: true class; columns: answer, the last one abstentions; each row normalised to its queries."""
+    matrix = np.asarray(matrix, dtype=float)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = 1.5 + 0.45 * matrix.shape[1]
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+    names = [textwrap.shorten(str(n), 14) for n in class_names]
+    ax.set_xticks(range(matrix.shape[1]), names + ["abstained"], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(matrix.shape[0]), names, fontsize=7)
+    if matrix.shape[1] <= 16:
+        for (t, a), count in np.ndenumerate(matrix):
+            if count:
+                ax.text(a, t, f"{int(count)}", ha="center", va="center", fontsize=6,
+                        color="white" if shares[t, a] > 0.5 else "black")
+    ax.set_xlabel("answer")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "confusion matrix (share of each class's queries)", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

@@ -5,6 +5,7 @@
 """
 
 import dataclasses
+import json
 import logging
 import tempfile
 import time
@@ -18,11 +19,14 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from neurocl import checkpoint, plots
+from neurocl import checkpoint, metrics, plots
+from neurocl.composer import answer_metrics
+from neurocl.composer.answers import confidence_of
 from neurocl.data.base import stratified_split
 from neurocl.data.corruptions import corrupt_condition
 from neurocl.distributed import tasks_of_this_job
-from neurocl.driver import Features, StreamProgress, evaluate_readouts, run_multilabel_stream, run_stream
+from neurocl.driver import (Features, StreamProgress, evaluate_readouts, predict, run_multilabel_stream,
+                            run_stream)
 from neurocl.encoders import FeatureCache, check_accepts
 from neurocl.encoders.projection import paired_features
 from neurocl.errors import ConfigError, NeuroclError
@@ -51,6 +55,29 @@ def small(split, size: int):
         return split.stratified_head(size)
     except ValueError:
         return split.head(size)
+
+
+def compose_answers(composer, memory, calibration_x, test_sets: dict, train_ids: list[str], class_names: list[str],
+                    batch_size: int, output_dir: Path, examples: int = 5) -> dict:
+    """The final memory's answers on every test condition: their metrics, every answer with its evidence in
+    answers-<condition>.jsonl, and the risk-coverage and confusion-matrix plots. `calibration_x`: held-out
+    training queries (the validation split) for policies fitted to the memory's confidence."""
+    if composer.policy.needs_fit:
+        composer.fit(predict(memory, calibration_x, batch_size))
+    predictions = {name: predict(memory, f.x, batch_size) for name, f in test_sets.items()}
+    answers = {name: answer_metrics(composer, p, test_sets[name].y, len(class_names))
+               for name, p in predictions.items()}
+    for name, prediction in predictions.items():
+        with atomic_path(output_dir / f"answers-{name}.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps({**dataclasses.asdict(a), "true_label": int(y)}) + "\n" for a, y in
+                                   zip(composer.compose(memory, prediction, train_ids), test_sets[name].y)))
+    correct = lambda name: (predictions[name].labels == test_sets[name].y).numpy()
+    plots.risk_coverage({name: metrics.risk_coverage_curve(confidence_of(p).numpy(), correct(name))
+                         for name, p in predictions.items()}, output_dir / "risk_coverage.png")
+    plots.confusion_matrix(answers["clean"]["confusion_matrix"], class_names, output_dir / "confusion_matrix.png")
+    with (output_dir / "answers-clean.jsonl").open() as f:
+        shown = [json.loads(next(f)) for _ in range(min(examples, len(test_sets["clean"].y)))]
+    return {"answers": answers, "answer_examples": shown}
 
 
 def load_splits(cfg: DictConfig):
@@ -108,6 +135,11 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
                           "use memory=prototypes_snn or export_nir=false")
     # Corrupted test sets: the same images for every seed (corruption seed 0), so their features are cached once.
     corrupted = {name: corrupt_condition(splits.test, name, condition) for name, condition in cfg.conditions.items()}
+    composer = build(cfg.composer)
+    if composer.policy.needs_fit and not cfg.validation_fraction:
+        raise ConfigError("composer", type(composer.policy).__name__, "it is calibrated on training queries the "
+                          "memory has not learned (the memory answers its own training samples too confidently)",
+                          "hold some out: validation_fraction=0.2")
     logger = Loggers({name: build(node) for name, node in cfg.logger.items()})
     cache = FeatureCache(cfg.paths.cache_dir, enabled=cfg.cache.enabled)
     train = Features(cache.features(encoder, splits.train, splits.name, "train"), splits.train.labels)
@@ -158,6 +190,11 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
                 test_sets = {name: Features(projection.transform(f.x), f.y) for name, f in test_sets.items()}
                 results["projection"] = {"policy": projection.policy, "fits": projection.fits}
             results["conditions"] = evaluate_readouts(memory.readouts(), test_sets, cfg.eval_batch_size)
+            calibration_x = None
+            if validation is not None:
+                calibration_x = projection.transform(validation.x) if projection else validation.x
+            results.update(compose_answers(composer, memory, calibration_x, test_sets, train_ids,
+                                           splits.class_names, cfg.eval_batch_size, output_dir))
         results.update(config=config, encode_s=encode_s,
                        feature_cache={"hits": cache.hits, "misses": cache.misses},
                        wall_s=time.perf_counter() - start)

@@ -107,7 +107,7 @@ class PrototypeMemory(MemoryBase):
     def _vote(self, x: torch.Tensor):
         ids, sims = self.store.search(x.float().numpy(), self.top_k)
         counts = torch.from_numpy(self.store.label_counts[ids].astype(np.float32))
-        return readouts.vote_scores(torch.from_numpy(sims).float(), counts, self.temperature), ids
+        return readouts.vote_scores(torch.from_numpy(sims).float(), counts, self.temperature), ids, sims
 
     def _lda(self, rho: float) -> readouts.LDAReadout:
         c = self.store.conditioner
@@ -139,7 +139,7 @@ class PrototypeMemory(MemoryBase):
 
     def _candidate_scores(self, x: torch.Tensor) -> dict:
         families, out = self._families(), {}
-        vote, _ = self._vote(x)
+        vote = self._vote(x)[0]
         if "vote" in families:
             out["vote"] = vote
         if "lda" in families or "vote+lda" in families:
@@ -184,7 +184,7 @@ class PrototypeMemory(MemoryBase):
             self._settle()
         family, *values = self.chosen.split(":")
         fitted = self._fitted[0]
-        vote, ids = self._vote(features)
+        vote, ids, sims = self._vote(features)
         if family == "vote":
             scores = vote
         elif family == "lda":
@@ -200,7 +200,8 @@ class PrototypeMemory(MemoryBase):
         scores[:, ~known] = float("-inf")
         shares = scores[:, known].clamp(min=0)
         confidence = shares.max(dim=1).values / shares.sum(dim=1).clamp(min=1e-12)  # the winner's share
-        return prediction_from_scores(scores, {"prototype_ids": torch.from_numpy(ids), "confidence": confidence})
+        return prediction_from_scores(scores, {"prototype_ids": torch.from_numpy(ids), "confidence": confidence,
+                                               "prototype_similarities": torch.from_numpy(sims).float()})
 
     def evidence_rows(self, prediction: Prediction, per_answer: int = 3) -> list[list[int]]:
         """Exemplars of the nearest prototypes that hold the answered class, nearest first."""

@@ -126,6 +126,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         self._count(record, slots)
         spikes = record.concept_spikes.sum(dim=(0, 2)) + counts.sum(dim=1)
         return prediction_from_scores(scores, {"prototype_ids": slots, "confidence": confidence,
+                                               "winner_spikes": counts.max(dim=1).values,
                                                "spikes": spikes, "sops": record.sops})
 
     def _count(self, record, slots):
