@@ -32,6 +32,7 @@ from neurocl.io import atomic_path
 COLUMNS = ["A_last", "Abar", "forgetting_chaudhry", "forgetting_avalanche", "BWT", "FWT",
            "prototypes", "memory_MB", "wall_s"]
 SPIKING = ["spikes/query", "SNN pJ/query", "dense pJ/query"]  # present for spiking memories
+OPEN_SET = ["open_set_auroc", "open_set_abstained_at_95"]  # seen against not-yet-seen classes, when measured
 DIGITS = {"wall_s": 1, "prototypes": 0, "memory_MB": 2, "spikes/query": 1, "SNN pJ/query": 0, "dense pJ/query": 0}
 
 
@@ -194,7 +195,7 @@ def tables(rows: list[dict]) -> str:
     """The main table (with spike and energy columns for spiking memories), then test conditions if any."""
     present = [c for c in rows[0] if c not in ("setting", "seeds")]
     main = COLUMNS[:1] + [c for c in ["A_last validation"] if c in present] + COLUMNS[1:] \
-        + [c for c in SPIKING if c in present]
+        + [c for c in SPIKING + OPEN_SET if c in present]
     text = markdown(rows, main)
     conditions = [c for c in present if c not in main]
     if conditions:

@@ -59,7 +59,24 @@ def matrix_results(R: np.ndarray, untrained) -> dict:
 def evaluate(memory: Memory, test: Features, experience: Experience, task_aware: bool, batch_size: int):
     x, y = test.x[experience.test_idx], test.y[experience.test_idx]
     prediction = predict(memory, x, batch_size, experience.classes if task_aware else None)
-    return metrics.accuracy(prediction.labels, y), prediction.labels
+    return metrics.accuracy(prediction.labels, y), prediction.labels, prediction.confidence
+
+
+def open_set_rows(t: int, results: list) -> tuple[np.ndarray, np.ndarray]:
+    """After experience t, how well the memory's confidence tells test samples of the classes seen so far
+    (experiences <= t) from those of each later experience k, classes it has never seen: per k > t, the AUROC of
+    the unknown score (1 - confidence) for unseen against seen, and the share of experience k's samples
+    abstained on when the threshold keeps 95% of the seen-class answers. NaN for k <= t."""
+    T = len(results)
+    auroc, abstained = np.full(T, np.nan), np.full(T, np.nan)
+    seen = torch.cat([confidence for _, _, confidence in results[: t + 1]]).double().numpy()
+    threshold = np.quantile(seen, 0.05) if len(seen) else 0.0
+    for k in range(t + 1, T):
+        unseen = results[k][2].double().numpy()
+        unknown = 1.0 - np.concatenate([seen, unseen])
+        auroc[k] = metrics.auroc(unknown, np.r_[np.zeros(len(seen)), np.ones(len(unseen))])
+        abstained[k] = float((unseen < threshold).mean()) if len(unseen) else np.nan
+    return auroc, abstained
 
 
 def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, num_classes: int,
@@ -93,7 +110,7 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
                                                      e.classes if stream.task_aware else None).labels,
                                              validation.y[rows])
                             for e in stream.experiences for rows in [by_class(validation, e)]]
-    progress = resume or StreamProgress(0, np.zeros((T, T)), [acc for acc, _ in evaluate_all()], [],  # b_k
+    progress = resume or StreamProgress(0, np.zeros((T, T)), [acc for acc, *_ in evaluate_all()], [],  # b_k
                                         torch.Generator().manual_seed(seed).get_state())
     if validation is not None and "R_validation" not in progress.extra:
         progress.extra.update(R_validation=np.zeros((T, T)), untrained_validation=validate_all())
@@ -121,7 +138,11 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
         observe_s = time.perf_counter() - start
         start = time.perf_counter()
         results = evaluate_all()
-        R[t] = [acc for acc, _ in results]
+        R[t] = [acc for acc, *_ in results]
+        if not stream.task_aware:  # a task-aware answer never reaches an unseen class: no open set to measure
+            open_set = progress.extra.setdefault("open_set", {"auroc": np.full((T, T), np.nan),
+                                                              "abstained_at_95": np.full((T, T), np.nan)})
+            open_set["auroc"][t], open_set["abstained_at_95"][t] = open_set_rows(t, results)
         if validation is not None:
             progress.extra["R_validation"][t] = validate_all()
         timing = {"experience": t, "train_samples": len(order), "observe_s": observe_s,
@@ -135,9 +156,17 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
     if results is None:  # resumed after the last experience: only the final answers are left to compute
         results = evaluate_all()
     all_idx = torch.cat([e.test_idx for e in stream.experiences])
-    final_labels = torch.cat([labels for _, labels in results])
+    final_labels = torch.cat([labels for _, labels, _ in results])
+    summary = matrix_results(R, untrained)
+    open_set = progress.extra.get("open_set")
+    if open_set and T > 1:  # its means join the summary metrics
+        open_set = {**open_set, "mean_auroc": float(np.nanmean(open_set["auroc"])),
+                    "mean_abstained_at_95": float(np.nanmean(open_set["abstained_at_95"]))}
+        summary["metrics"].update(open_set_auroc=open_set["mean_auroc"],
+                                  open_set_abstained_at_95=open_set["mean_abstained_at_95"])
     return {
-        **matrix_results(R, untrained),
+        **summary,
+        **({"open_set": open_set} if open_set else {}),
         "per_class_accuracy": metrics.per_class_accuracy(final_labels, test.y[all_idx], num_classes),
         "timings": timings,
         "memory_stats": memory.stats(),
@@ -161,12 +190,8 @@ def evaluate_readouts(readouts: dict, test_sets: dict, batch_size: int = 4096, c
         for name, predict_fn in readouts.items():
             parts = [predict_fn(features.x[i:i + batch_size]) for i in range(0, len(features.x), batch_size)]
             labels = torch.cat([p.labels for p in parts])
-            if all("confidence" in p.evidence for p in parts):
-                confidence = torch.cat([p.evidence["confidence"] for p in parts])
-            else:
-                confidence = torch.softmax(torch.cat([p.scores for p in parts]), dim=1).max(dim=1).values
+            confidence = torch.cat([p.confidence for p in parts]).numpy()
             correct = (labels == features.y).numpy()
-            confidence = confidence.nan_to_num(0.0).numpy()
             row = {"accuracy": float(correct.mean()), "abstained": float((labels < 0).float().mean()),
                    "ece": metrics.expected_calibration_error(confidence, correct),
                    **metrics.risk_coverage(confidence, correct, coverage)}

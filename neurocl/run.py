@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from neurocl import checkpoint, metrics, plots
 from neurocl.composer import answer_metrics
-from neurocl.composer.answers import confidence_of
 from neurocl.data.base import stratified_split
 from neurocl.data.corruptions import corrupt_condition
 from neurocl.distributed import tasks_of_this_job
@@ -72,7 +71,7 @@ def compose_answers(composer, memory, calibration_x, test_sets: dict, train_ids:
             tmp.write_text("".join(json.dumps({**dataclasses.asdict(a), "true_label": int(y)}) + "\n" for a, y in
                                    zip(composer.compose(memory, prediction, train_ids), test_sets[name].y)))
     correct = lambda name: (predictions[name].labels == test_sets[name].y).numpy()
-    plots.risk_coverage({name: metrics.risk_coverage_curve(confidence_of(p).numpy(), correct(name))
+    plots.risk_coverage({name: metrics.risk_coverage_curve(p.confidence.numpy(), correct(name))
                          for name, p in predictions.items()}, output_dir / "risk_coverage.png")
     plots.confusion_matrix(answers["clean"]["confusion_matrix"], class_names, output_dir / "confusion_matrix.png")
     with (output_dir / "answers-clean.jsonl").open() as f:

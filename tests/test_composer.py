@@ -92,3 +92,32 @@ def test_coverage_calibration_needs_held_out_training_data(tmp_path):
     results = execute(compose("experiment=digits_quick", "composer=coverage", "validation_fraction=0.2",
                               f"paths.cache_dir={tmp_path}"), tmp_path / "run")
     assert 0.75 < results["answers"]["clean"]["coverage"] < 1.0  # near the 0.9 asked for, on unseen queries
+
+
+# --- knowing what it has not learned -----------------------------------------------------------------------------
+
+def test_open_set_rows_by_hand():
+    from neurocl.driver import open_set_rows
+
+    conf = lambda *values: torch.tensor(values)
+    # experiences 0 and 1 seen after t = 1; experience 2 unseen, mostly less confident
+    results = [(1.0, None, conf(0.9, 0.8)), (1.0, None, conf(0.7, 0.6)), (0.0, None, conf(0.65, 0.1))]
+    auroc, abstained = open_set_rows(1, results)
+    assert np.isnan(auroc[:2]).all() and np.isnan(abstained[:2]).all()
+    # unknown = 1 - confidence: unseen {0.35, 0.9} against seen {0.1, 0.2, 0.3, 0.4}: 0.9 above all 4, 0.35 above 3
+    assert auroc[2] == pytest.approx((4 + 3) / 8)
+    # keeping 95% of the seen answers: threshold at their 5th percentile, 0.615: 0.1 is abstained on, 0.65 not
+    assert abstained[2] == pytest.approx(0.5)
+    auroc0, _ = open_set_rows(0, results)
+    assert np.isnan(auroc0[0]) and not np.isnan(auroc0[1:]).any()
+
+
+def test_every_run_measures_the_open_set(tmp_path):
+    results = execute(compose("experiment=digits_quick", "memory=ncm", f"paths.cache_dir={tmp_path}"), tmp_path / "r")
+    auroc = np.array(results["open_set"]["auroc"], dtype=float)
+    assert auroc.shape == (5, 5) and np.isnan(auroc[np.tril_indices(5)]).all()
+    assert not np.isnan(auroc[np.triu_indices(5, 1)]).any()
+    assert results["metrics"]["open_set_auroc"] == pytest.approx(np.nanmean(auroc))
+    task_aware = execute(compose("experiment=digits_quick", "memory=ncm", "scenario=task_incremental",
+                                 f"paths.cache_dir={tmp_path}"), tmp_path / "t")
+    assert "open_set" not in task_aware  # control: a task-aware answer never reaches an unseen class

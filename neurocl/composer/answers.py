@@ -40,13 +40,6 @@ class Answer:
     evidence: Evidence
 
 
-def confidence_of(prediction: Prediction) -> torch.Tensor:
-    """The memory's confidence (the winner's share of the evidence) where it reports one, else softmax maximum."""
-    if "confidence" in prediction.evidence:
-        return prediction.evidence["confidence"].float().nan_to_num(0.0)
-    return torch.softmax(prediction.scores.float(), dim=1).max(dim=1).values.nan_to_num(0.0)
-
-
 class KeepMemoryAnswers:
     """No abstention beyond the memory's own."""
 
@@ -69,7 +62,7 @@ class ScoreThreshold(KeepMemoryAnswers):
         self.reason = f"confidence below {threshold:g}"
 
     def abstain(self, prediction):
-        return confidence_of(prediction) < self.threshold
+        return prediction.confidence < self.threshold
 
 
 class Margin(KeepMemoryAnswers):
@@ -114,14 +107,14 @@ class TargetCoverage(KeepMemoryAnswers):
         self.reason = f"confidence below the {coverage:g}-coverage threshold"
 
     def fit(self, prediction):
-        confidence = confidence_of(prediction).double().numpy()
+        confidence = prediction.confidence.double().numpy()
         self.threshold = float(np.quantile(confidence, 1 - self.coverage)) if len(confidence) else 0.0
 
     def abstain(self, prediction):
         if self.threshold is None:
             raise ConfigError("composer", "TargetCoverage", "was not fitted on training queries",
                               "call Composer.fit with the memory's answers on training data first")
-        return confidence_of(prediction) < self.threshold
+        return prediction.confidence < self.threshold
 
 
 class Composer:
@@ -145,7 +138,7 @@ class Composer:
     def compose(self, memory: Memory, prediction: Prediction, train_ids: list[str]) -> list[Answer]:
         """One Answer per query, its evidence resolved to the source ids of the training samples."""
         labels, abstained = self.decide(prediction)
-        confidence = confidence_of(prediction)
+        confidence = prediction.confidence
         scores = prediction.scores
         top = scores.topk(min(self.top_k, scores.shape[1]), dim=1)
         rows = memory.evidence_rows(prediction, self.evidence_per_answer)
@@ -173,7 +166,7 @@ def answer_metrics(composer: Composer, prediction: Prediction, targets: torch.Te
     precision/recall/F1, macro-F1 and the confusion matrix (last column: abstentions) of the composed answers."""
     labels, _ = composer.decide(prediction)
     labels, targets = labels.numpy(), targets.numpy()
-    confidence = confidence_of(prediction).double().numpy()
+    confidence = prediction.confidence.double().numpy()
     correct = prediction.labels.numpy() == targets
     scores = prediction.scores.double().nan_to_num(nan=-1e30, neginf=-1e30, posinf=1e30).numpy()
     prf = metrics.precision_recall_f1(labels, targets, num_classes)

@@ -16,6 +16,14 @@ class Prediction:
     abstained: torch.Tensor  # (N,) bool
     evidence: dict = field(default_factory=dict)  # e.g. {"prototype_ids": (N, k)}
 
+    @property
+    def confidence(self) -> torch.Tensor:
+        """(N,) the memory's own confidence (the winner's share of its evidence) where it reports one, else the
+        softmax maximum of the scores; 0 where it cannot answer."""
+        if "confidence" in self.evidence:
+            return self.evidence["confidence"].float().nan_to_num(0.0)
+        return torch.softmax(self.scores.float(), dim=1).max(dim=1).values.nan_to_num(0.0)
+
 
 class Memory(Protocol):
     """Everything the entry point and the driver may ask of a memory; `MemoryBase` gives the optional parts
