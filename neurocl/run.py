@@ -135,6 +135,9 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     # Corrupted test sets: the same images for every seed (corruption seed 0), so their features are cached once.
     corrupted = {name: corrupt_condition(splits.test, name, condition) for name, condition in cfg.conditions.items()}
     composer = build(cfg.composer)
+    questions = build(cfg.qa) if cfg.get("qa") else None
+    if questions is not None and isinstance(scenario, MultiLabelIncremental):
+        raise ConfigError("qa", "yesno", "asks about single-label streams", "set qa=none")
     if composer.policy.needs_fit and not cfg.validation_fraction:
         raise ConfigError("composer", type(composer.policy).__name__, "it is calibrated on training queries the "
                           "memory has not learned (the memory answers its own training samples too confidently)",
@@ -194,6 +197,11 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
                 calibration_x = projection.transform(validation.x) if projection else validation.x
             results.update(compose_answers(composer, memory, calibration_x, test_sets, train_ids,
                                            splits.class_names, cfg.eval_batch_size, output_dir))
+            if questions is not None:
+                clean = test_sets["clean"].x  # projected, when there is a projection
+                results["qa"] = questions.answer(composer, memory, predict(memory, clean, cfg.eval_batch_size),
+                                                 test.y, splits.class_names, splits.test.ids, train_ids,
+                                                 output_dir / "qa.jsonl")
         results.update(config=config, encode_s=encode_s,
                        feature_cache={"hits": cache.hits, "misses": cache.misses},
                        wall_s=time.perf_counter() - start)

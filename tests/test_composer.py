@@ -121,3 +121,15 @@ def test_every_run_measures_the_open_set(tmp_path):
     task_aware = execute(compose("experiment=digits_quick", "memory=ncm", "scenario=task_incremental",
                                  f"paths.cache_dir={tmp_path}"), tmp_path / "t")
     assert "open_set" not in task_aware  # control: a task-aware answer never reaches an unseen class
+
+
+def test_yes_no_questions_are_balanced_per_term():
+    from neurocl.composer.yesno import YesNoQuestions, phrase
+
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    questions = YesNoQuestions(seed=0).questions(labels, ["normal", "Cardiomegaly", "Opacity"])
+    for term, positives in ((0, 3), (1, 1), (2, 2)):
+        mine = [q for q in questions if q["term"] == term]
+        assert sum(q["gold"] == "yes" for q in mine) == positives == sum(q["gold"] == "no" for q in mine)
+        assert all((labels[q["row"]] == term) == (q["gold"] == "yes") for q in mine)
+    assert phrase("Cardiomegaly") == "Is there cardiomegaly?" and phrase("normal") == "Is the study normal?"

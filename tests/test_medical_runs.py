@@ -104,3 +104,15 @@ def test_two_submitit_tasks_train_the_projection_as_one_process_does(archive, tm
     np.testing.assert_array_equal(two["R"], one["R"])
     for a, b in zip(one["projection"]["fits"][0]["history"], two["projection"]["fits"][0]["history"]):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4
+
+
+def test_yes_no_questions_about_held_out_reports_are_answered_from_evidence(archive, tmp_path):
+    results = execute(iu(archive, tmp_path, "qa=yesno"), tmp_path / "out")
+    qa = results["qa"]
+    assert set(qa["per_term"]) == {"normal", "Cardiomegaly", "Opacity", "Spine"}
+    assert qa["accuracy"] > 0.9  # each finding's own words find it
+    lines = [json.loads(line) for line in (tmp_path / "out" / "qa.jsonl").read_text().splitlines()]
+    assert len(lines) == qa["questions"] and all(line["evidence"][0].startswith("CXR") for line in lines)
+    assert {line["question"] for line in lines} >= {"Is there cardiomegaly?", "Is the study normal?"}
+    with pytest.raises(ConfigError, match="single-label"):
+        execute(iu(archive, tmp_path, "qa=yesno", "dataset.labels=multi", "scenario=multi_label"), tmp_path / "m")
