@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from neurocl import checkpoint
+from neurocl.composer import Composer
 from neurocl.data.base import Split
 from neurocl.data.images import read_image
 from neurocl.encoders import check_accepts
@@ -81,26 +82,19 @@ def load_trained(path: Path):
 
 
 def answer(encoder, memory, data: dict, ids: list[str], samples, batch_size: int, top_k: int) -> list[dict]:
-    names, train_ids = data["class_names"], data["train_ids"]
+    """The composer's answers (the memory's own abstention), with class names and source ids for people."""
+    names = data["class_names"]
+    composer = Composer(top_k=top_k)
     split = Split(samples, torch.zeros(len(ids), dtype=torch.long), ids=ids, modality=data["modality"])
     answers = []
     with tqdm(total=len(split), desc="answering", unit="input", disable=len(split) < batch_size) as progress:
         for start, batch in split.batches(batch_size):
             with torch.no_grad():
                 prediction = memory.predict(encoder.encode(batch).float().cpu())
-            scores = prediction.scores
-            if "confidence" in prediction.evidence:
-                confidence = prediction.evidence["confidence"]
-            else:
-                confidence = torch.softmax(scores, dim=1).max(dim=1).values.nan_to_num(0.0)
-            top = scores.topk(min(top_k, scores.shape[1]), dim=1).indices
-            for i, rows in enumerate(memory.evidence_rows(prediction)):
-                label = int(prediction.labels[i])
-                answers.append({
-                    "input": ids[start + i], "label": names[label] if label >= 0 else None,
-                    "confidence": round(float(confidence[i]), 4), "abstained": bool(prediction.abstained[i]),
-                    "top": [names[c] for c in top[i].tolist() if torch.isfinite(scores[i, c])],
-                    "evidence": [train_ids[r] for r in rows]})
+            for i, a in enumerate(composer.compose(memory, prediction, data["train_ids"])):
+                answers.append({"input": ids[start + i], "label": None if a.label is None else names[a.label],
+                                "confidence": a.confidence, "abstained": a.abstained, "reason": a.reason,
+                                "top": [names[c] for c in a.top_k], "evidence": list(a.evidence.sources)})
             progress.update(len(prediction.labels))
     return answers
 
@@ -133,7 +127,7 @@ def main(argv: list[str]) -> list[dict]:
     ids, samples = read_inputs(str(options.input), data["modality"], data["image_shape"])
     answers = answer(encoder, memory, data, ids, samples, options.batch_size, options.top_k)
     for a in answers:
-        said = "abstained" if a["abstained"] else f"{a['label']} ({a['confidence']:.2f})"
+        said = f"abstained ({a['reason']})" if a["abstained"] else f"{a['label']} ({a['confidence']:.2f})"
         print(f"{a['input']}: {said}  top: {', '.join(a['top'])}  evidence: {', '.join(a['evidence']) or '-'}")
     if options.output:
         write_answers(answers, Path(options.output))

@@ -44,7 +44,7 @@ def test_a_folder_of_images_is_answered_with_evidence(digits_run, tmp_path, caps
     assert all(len(a["top"]) == 3 and a["top"][0] == a["label"] and not a["abstained"] for a in answers)
     written = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert written == answers
-    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "input,label,confidence,abstained,top,evidence"
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "input,label,confidence,abstained,reason,top,evidence"
     assert "evidence: sklearn-digits#" in capsys.readouterr().out
 
 
@@ -53,7 +53,8 @@ def test_without_the_trained_state_the_answers_fall_apart(digits_run, monkeypatc
     root, labels = digits_run
     monkeypatch.setattr(type(infer.load_trained(root / "run")[3]), "load_state_dict", lambda self, state: None)
     answers = infer.main([f"checkpoint={root / 'run'}", f"input={root / 'images'}"])
-    assert all(a["abstained"] and a["label"] is None for a in answers)
+    assert all(a["abstained"] and a["label"] is None and a["reason"] == "the memory can answer no class"
+               for a in answers)
 
 
 def test_bad_inputs_are_named(digits_run, tmp_path):
