@@ -59,23 +59,22 @@ def matrix_results(R: np.ndarray, untrained) -> dict:
 def evaluate(memory: Memory, test: Features, experience: Experience, task_aware: bool, batch_size: int):
     x, y = test.x[experience.test_idx], test.y[experience.test_idx]
     prediction = predict(memory, x, batch_size, experience.classes if task_aware else None)
-    return metrics.accuracy(prediction.labels, y), prediction.labels, prediction.confidence
+    return metrics.accuracy(prediction.labels, y), prediction.labels, prediction.unknown
 
 
 def open_set_rows(t: int, results: list) -> tuple[np.ndarray, np.ndarray]:
-    """After experience t, how well the memory's confidence tells test samples of the classes seen so far
-    (experiences <= t) from those of each later experience k, classes it has never seen: per k > t, the AUROC of
-    the unknown score (1 - confidence) for unseen against seen, and the share of experience k's samples
-    abstained on when the threshold keeps 95% of the seen-class answers. NaN for k <= t."""
+    """After experience t, how well the memory's unknown score (Prediction.unknown) tells test samples of the
+    classes seen so far (experiences <= t) from those of each later experience k, classes it has never seen:
+    per k > t, the AUROC of the score for unseen against seen, and the share of experience k's samples abstained
+    on when the threshold keeps 95% of the seen-class answers. NaN for k <= t."""
     T = len(results)
     auroc, abstained = np.full(T, np.nan), np.full(T, np.nan)
-    seen = torch.cat([confidence for _, _, confidence in results[: t + 1]]).double().numpy()
-    threshold = np.quantile(seen, 0.05) if len(seen) else 0.0
+    seen = torch.cat([unknown for _, _, unknown in results[: t + 1]]).double().numpy()
+    threshold = np.quantile(seen, 0.95) if len(seen) else 0.0
     for k in range(t + 1, T):
         unseen = results[k][2].double().numpy()
-        unknown = 1.0 - np.concatenate([seen, unseen])
-        auroc[k] = metrics.auroc(unknown, np.r_[np.zeros(len(seen)), np.ones(len(unseen))])
-        abstained[k] = float((unseen < threshold).mean()) if len(unseen) else np.nan
+        auroc[k] = metrics.auroc(np.concatenate([seen, unseen]), np.r_[np.zeros(len(seen)), np.ones(len(unseen))])
+        abstained[k] = float((unseen > threshold).mean()) if len(unseen) else np.nan
     return auroc, abstained
 
 

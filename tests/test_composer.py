@@ -99,14 +99,14 @@ def test_coverage_calibration_needs_held_out_training_data(tmp_path):
 def test_open_set_rows_by_hand():
     from neurocl.driver import open_set_rows
 
-    conf = lambda *values: torch.tensor(values)
-    # experiences 0 and 1 seen after t = 1; experience 2 unseen, mostly less confident
-    results = [(1.0, None, conf(0.9, 0.8)), (1.0, None, conf(0.7, 0.6)), (0.0, None, conf(0.65, 0.1))]
+    score = lambda *values: torch.tensor(values)
+    # unknown scores; experiences 0 and 1 seen after t = 1; experience 2 unseen, mostly scored more unknown
+    results = [(1.0, None, score(0.1, 0.2)), (1.0, None, score(0.3, 0.4)), (0.0, None, score(0.35, 0.9))]
     auroc, abstained = open_set_rows(1, results)
     assert np.isnan(auroc[:2]).all() and np.isnan(abstained[:2]).all()
-    # unknown = 1 - confidence: unseen {0.35, 0.9} against seen {0.1, 0.2, 0.3, 0.4}: 0.9 above all 4, 0.35 above 3
+    # unseen {0.35, 0.9} against seen {0.1, 0.2, 0.3, 0.4}: 0.9 above all 4, 0.35 above 3
     assert auroc[2] == pytest.approx((4 + 3) / 8)
-    # keeping 95% of the seen answers: threshold at their 5th percentile, 0.615: 0.1 is abstained on, 0.65 not
+    # keeping 95% of the seen answers: threshold at their 95th percentile, 0.385: 0.9 is abstained on, 0.35 not
     assert abstained[2] == pytest.approx(0.5)
     auroc0, _ = open_set_rows(0, results)
     assert np.isnan(auroc0[0]) and not np.isnan(auroc0[1:]).any()

@@ -24,6 +24,12 @@ class Prediction:
             return self.evidence["confidence"].float().nan_to_num(0.0)
         return torch.softmax(self.scores.float(), dim=1).max(dim=1).values.nan_to_num(0.0)
 
+    @property
+    def unknown(self) -> torch.Tensor:
+        """(N,) how unlike everything learned each query is (higher: more likely a class never seen): the memory's
+        own open-set score where it reports one, else 1 - confidence."""
+        return self.evidence["unknown"].float() if "unknown" in self.evidence else 1.0 - self.confidence
+
 
 class Memory(Protocol):
     """Everything the entry point and the driver may ask of a memory; `MemoryBase` gives the optional parts

@@ -61,7 +61,7 @@ class PrototypeMemory(MemoryBase):
         self.held_out_seen = {}  # experience -> held-out samples scored
         self.tallies = {}   # candidate -> {experience: held-out samples it answered right}
         self.chosen = "vote"
-        self._fitted = None  # (the chosen readout's parameters,); None: stale
+        self._fitted = None  # (the chosen readout's parameters, the open-set statistics); None: stale
 
     # -- learning ----------------------------------------------------------------------------
     def observe(self, features, labels, experience: int = 0, ids=None):
@@ -95,7 +95,7 @@ class PrototypeMemory(MemoryBase):
                 self.store.observe(x.numpy(), y.numpy(), ids.numpy())
         if self.tallies:
             self.chosen = max(self.tallies, key=self.holdout_accuracy)  # the first listed wins a tie
-        self._fitted = (self._fit(self.chosen),)
+        self._fitted = (self._fit(self.chosen), self._fit_unknown())
 
     # -- readouts ----------------------------------------------------------------------------
     def _families(self) -> list[str]:
@@ -176,6 +176,19 @@ class PrototypeMemory(MemoryBase):
                     return readouts.fit_kernel_ridge(prototypes, gram, counts, shares, scale, values[1])
         return None
 
+    def _fit_unknown(self):
+        """(known class means, precision): how far a query is from everything learned is its Mahalanobis distance
+        to the nearest known class mean, under the within-class covariance shrunk as the whitening shrinks it."""
+        c = self.store.conditioner
+        if c.within is None:
+            return None
+        known = c.class_counts > 0
+        covariance = c.within_covariance()
+        d = covariance.shape[0]
+        rho = c.rho if c.rho is not None else 0.1
+        shrunk = (1 - rho) * covariance + (rho * torch.trace(covariance) / d + 1e-12) * torch.eye(d, dtype=covariance.dtype)
+        return torch.from_numpy(c.class_means[known]).float(), torch.linalg.inv(shrunk).float()
+
     def predict(self, features) -> Prediction:
         check_batch(features, self.dim)
         if len(self.store) == 0 and not self.held_out:
@@ -200,8 +213,15 @@ class PrototypeMemory(MemoryBase):
         scores[:, ~known] = float("-inf")
         shares = scores[:, known].clamp(min=0)
         confidence = shares.max(dim=1).values / shares.sum(dim=1).clamp(min=1e-12)  # the winner's share
-        return prediction_from_scores(scores, {"prototype_ids": torch.from_numpy(ids), "confidence": confidence,
-                                               "prototype_similarities": torch.from_numpy(sims).float()})
+        evidence = {"prototype_ids": torch.from_numpy(ids), "confidence": confidence,
+                    "prototype_similarities": torch.from_numpy(sims).float()}
+        if self._fitted[1] is not None:
+            means, precision = self._fitted[1]
+            x = features.float()
+            xp = x @ precision
+            distances = (xp * x).sum(1, keepdim=True) - 2 * xp @ means.T + ((means @ precision) * means).sum(1)
+            evidence["unknown"] = distances.min(dim=1).values
+        return prediction_from_scores(scores, evidence)
 
     def evidence_rows(self, prediction: Prediction, per_answer: int = 3) -> list[list[int]]:
         """Exemplars of the nearest prototypes that hold the answered class, nearest first."""
