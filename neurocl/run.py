@@ -136,8 +136,10 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     corrupted = {name: corrupt_condition(splits.test, name, condition) for name, condition in cfg.conditions.items()}
     composer = build(cfg.composer)
     questions = build(cfg.qa) if cfg.get("qa") else None
-    if questions is not None and isinstance(scenario, MultiLabelIncremental):
-        raise ConfigError("qa", "yesno", "asks about single-label streams", "set qa=none")
+    if questions is not None:
+        if isinstance(scenario, MultiLabelIncremental):
+            raise ConfigError("qa", type(questions).__name__, "asks about single-label streams", "set qa=none")
+        questions.check(splits)
     if composer.policy.needs_fit and not cfg.validation_fraction:
         raise ConfigError("composer", type(composer.policy).__name__, "it is calibrated on training queries the "
                           "memory has not learned (the memory answers its own training samples too confidently)",
@@ -150,12 +152,13 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     for name, split in corrupted.items():
         test_sets[name] = Features(cache.features(encoder, split, splits.name, f"test-{name}"), split.labels)
     pairs = paired_features(projection, cache, splits) if projection and projection.policy != "frozen" else None
-    train_ids, validation = splits.train.ids, None
+    train_rows, validation = list(range(len(train.y))), None  # the memory's training row -> splits.train row
     if cfg.validation_fraction:  # carved from the training data: a search never sees the test set
         kept, held = stratified_split(train.y, cfg.validation_fraction, stratify=not splits.train.multi_label)
         validation, train = Features(train.x[held], train.y[held]), Features(train.x[kept], train.y[kept])
-        train_ids = [train_ids[i] for i in kept.tolist()]
+        train_rows = kept.tolist()
         pairs = pairs[kept] if pairs is not None else None
+    train_ids = [splits.train.ids[r] for r in train_rows]
     encode_s = time.perf_counter() - start
     stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)
     progress = None
@@ -200,8 +203,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
             if questions is not None:
                 clean = test_sets["clean"].x  # projected, when there is a projection
                 results["qa"] = questions.answer(composer, memory, predict(memory, clean, cfg.eval_batch_size),
-                                                 test.y, splits.class_names, splits.test.ids, train_ids,
-                                                 output_dir / "qa.jsonl")
+                                                 splits, train_rows, output_dir / "qa.jsonl")
         results.update(config=config, encode_s=encode_s,
                        feature_cache={"hits": cache.hits, "misses": cache.misses},
                        wall_s=time.perf_counter() - start)

@@ -36,7 +36,28 @@ def test_knn_votes_like_a_brute_force_majority():
     prediction = memory.predict(queries)
     assert (votes.gather(1, prediction.labels[:, None]).squeeze(1) == votes.max(1).values).all()
     assert torch.equal(prediction.evidence["neighbour_ids"].sort(1).values, neighbours.sort(1).values)
-    assert memory.stats() == {"stored_samples": 100, "memory_bytes": 100 * 6 * 4 + 100 * 8}
+    assert memory.stats() == {"stored_samples": 100, "memory_bytes": 100 * 6 * 4 + 2 * 100 * 8}
+
+
+def test_knn_evidence_is_the_nearest_training_rows_of_the_answered_class():
+    x, y = clusters(num_classes=3, per_class=20, dim=5, spread=0.5, seed=3)
+    rows = torch.arange(1000, 1060)  # the driver's training-row ids, not positions in the memory
+    memory = KNN(5, 3, k=7)
+    memory.observe(x[:30], y[:30], ids=rows[:30])
+    memory.observe(x[30:], y[30:], ids=rows[30:])
+    query = x[[4, 33, 50]] + 0.01
+    prediction = memory.predict(query)
+    evidence = memory.evidence_rows(prediction, per_answer=3)
+    for q, label, got in zip(query, prediction.labels.tolist(), evidence):
+        cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(q, dim=0)
+        expected = [1000 + int(i) for i in cos.argsort(descending=True) if y[i] == label][:3]
+        assert got == expected
+    other = (prediction.labels + 1) % 3  # asked for another class: rows of that class only (control)
+    for label, got in zip(other.tolist(), memory.evidence_rows(prediction, 3, labels=other)):
+        assert all(int(y[r - 1000]) == label for r in got)
+    restored = KNN(5, 3, k=7)
+    restored.load_state_dict(memory.state_dict())
+    assert restored.evidence_rows(restored.predict(query), 3) == evidence
 
 
 def test_ranpac_chooses_its_ridge_on_held_out_data_and_never_forgets():

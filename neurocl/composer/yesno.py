@@ -7,15 +7,15 @@ drawn with a fixed seed. The memory answers "yes" when its own answer for r is c
 answer carries the training reports behind the memory's answer as evidence.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from neurocl.composer import qa_metrics
+from neurocl.composer.qa import write_records
+from neurocl.data.base import Splits
 from neurocl.errors import ConfigError
-from neurocl.io import atomic_path
 
 
 def phrase(term: str) -> str:
@@ -44,21 +44,24 @@ class YesNoQuestions:
             out += [{"row": int(r), "term": c, "gold": "no"} for r in sorted(no)]
         return out
 
-    def answer(self, composer, memory, prediction, labels: torch.Tensor, class_names: list[str],
-               test_ids: list[str], train_ids: list[str], output: Path) -> dict:
+    def check(self, splits: Splits):
+        if splits.train.multi_label:
+            raise ConfigError("qa", "yesno", "asks about single-label streams", "set qa=none")
+
+    def answer(self, composer, memory, prediction, splits: Splits, train_rows: list[int], output: Path) -> dict:
         """Answer every question from the memory's answers to the held-out reports (`prediction`, one row per
         report); write qa.jsonl (question, report, answer, gold, evidence reports) and return the metrics."""
-        answers = composer.compose(memory, prediction, train_ids)
+        class_names, test_ids = splits.class_names, splits.test.ids
+        answers = composer.compose(memory, prediction, [splits.train.ids[r] for r in train_rows])
         records = []
-        for q in self.questions(labels, class_names):
+        for q in self.questions(splits.test.labels, class_names):
             a = answers[q["row"]]
             said = "yes" if a.label == q["term"] else "no"
             records.append({"question": phrase(class_names[q["term"]]), "report": test_ids[q["row"]],
                             "term": class_names[q["term"]], "answer": said, "gold": q["gold"],
                             "memory_answer": None if a.label is None else class_names[a.label],
                             "abstained": a.abstained, "evidence": list(a.evidence.sources)})
-        with atomic_path(output) as tmp:
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        write_records(output, records)
         per_term = {}
         for term in class_names:
             mine = [r for r in records if r["term"] == term]

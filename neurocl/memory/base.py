@@ -51,8 +51,11 @@ class Memory(Protocol):
                         class_names: list[str], observed_samples: int) -> dict:
         """Write the memory's own plots into the run directory; returns what joins results.json."""
     def to_nir(self): ...
-    def evidence_rows(self, prediction: Prediction, per_answer: int = 3) -> list[list[int]]:
-        """Per query, the training rows that stand behind its answer (empty where the memory keeps none)."""
+    def evidence_rows(self, prediction: Prediction, per_answer: int = 3,
+                      labels: torch.Tensor | None = None) -> list[list[int]]:
+        """Per query, the training rows that stand behind its answer (empty where the memory keeps none);
+        with `labels`, the rows near the query that hold that class instead (question answering asks for the
+        evidence of a question's known type)."""
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     def stats(self) -> dict: ...
@@ -79,7 +82,7 @@ class MemoryBase:
     def to_nir(self):
         raise NeuroclError(f"{type(self).__name__} is not a spiking network: it has no NIR graph.")
 
-    def evidence_rows(self, prediction: Prediction, per_answer: int = 3) -> list[list[int]]:
+    def evidence_rows(self, prediction: Prediction, per_answer: int = 3, labels=None) -> list[list[int]]:
         return [[] for _ in range(len(prediction.labels))]
 
 

@@ -18,11 +18,12 @@ class KNN(MemoryBase):
             raise ConfigError("memory.precision", precision, "must be float32 or float16", "set memory.precision=float32")
         self.dim, self.num_classes, self.k, self.chunk_size = dim, num_classes, k, chunk_size
         self.dtype = getattr(torch, precision)
-        self.parts, self.label_parts = [], []
+        self.parts, self.label_parts, self.id_parts = [], [], []  # id: the sample's training row (evidence)
 
     def _stored(self):
         if len(self.parts) > 1:  # concatenate once, not on every prediction
             self.parts, self.label_parts = [torch.cat(self.parts)], [torch.cat(self.label_parts)]
+            self.id_parts = [torch.cat(self.id_parts)]
         if not self.parts:
             return torch.empty(0, self.dim, dtype=self.dtype), torch.empty(0, dtype=torch.long)
         return self.parts[0], self.label_parts[0]
@@ -31,6 +32,7 @@ class KNN(MemoryBase):
         check_batch(features, self.dim, labels, self.num_classes)
         self.parts.append(F.normalize(features.float(), dim=1).to(self.dtype))
         self.label_parts.append(labels.clone())
+        self.id_parts.append(torch.full_like(labels, -1) if ids is None else torch.as_tensor(ids, dtype=torch.long))
 
     def predict(self, features) -> Prediction:
         check_batch(features, self.dim)
@@ -52,16 +54,30 @@ class KNN(MemoryBase):
         summed = torch.zeros(len(query), self.num_classes).scatter_add_(1, neighbour_labels, best_sim)
         seen = torch.bincount(labels, minlength=self.num_classes) > 0
         scores[:, seen] = (votes + summed / (k + 1))[:, seen]  # summed/(k+1) < 1: only breaks ties
-        return prediction_from_scores(scores, {"neighbour_ids": best_idx})
+        return prediction_from_scores(scores, {"neighbour_ids": best_idx, "neighbour_similarities": best_sim})
+
+    def evidence_rows(self, prediction: Prediction, per_answer: int = 3, labels=None) -> list[list[int]]:
+        """The nearest stored samples of the answered class (or `labels`), nearest first, as training rows."""
+        if "neighbour_ids" not in prediction.evidence:
+            return super().evidence_rows(prediction, per_answer)
+        stored_labels, rows = self._stored()[1], self.id_parts[0]
+        labels = prediction.labels if labels is None else labels
+        out = []
+        for label, neighbours in zip(labels.tolist(), prediction.evidence["neighbour_ids"].tolist()):
+            held = [int(rows[n]) for n in neighbours if stored_labels[n] == label and rows[n] >= 0]
+            out.append(held[:per_answer])
+        return out
 
     def state_dict(self) -> dict:
         stored, labels = self._stored()
-        return {"features": stored.clone(), "labels": labels.clone()}
+        ids = self.id_parts[0] if self.id_parts else torch.empty(0, dtype=torch.long)
+        return {"features": stored.clone(), "labels": labels.clone(), "ids": ids.clone()}
 
     def load_state_dict(self, state: dict):
         self.parts, self.label_parts = [state["features"].to(self.dtype)], [state["labels"].clone()]
+        self.id_parts = [state["ids"].clone()]
 
     def stats(self) -> dict:
-        stored, labels = self._stored()
+        stored, labels = self._stored()  # labels and their sample ids: two int64 per sample
         return {"stored_samples": len(labels),
-                "memory_bytes": stored.nelement() * stored.element_size() + labels.nelement() * labels.element_size()}
+                "memory_bytes": stored.nelement() * stored.element_size() + 2 * labels.nelement() * labels.element_size()}

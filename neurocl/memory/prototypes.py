@@ -223,12 +223,13 @@ class PrototypeMemory(MemoryBase):
             evidence["unknown"] = distances.min(dim=1).values
         return prediction_from_scores(scores, evidence)
 
-    def evidence_rows(self, prediction: Prediction, per_answer: int = 3) -> list[list[int]]:
-        """Exemplars of the nearest prototypes that hold the answered class, nearest first."""
+    def evidence_rows(self, prediction: Prediction, per_answer: int = 3, labels=None) -> list[list[int]]:
+        """Exemplars of the nearest prototypes that hold the answered class (or `labels`), nearest first."""
         if "prototype_ids" not in prediction.evidence:  # an empty memory answered nothing
             return super().evidence_rows(prediction, per_answer)
+        labels = prediction.labels if labels is None else labels
         rows = []
-        for label, ids in zip(prediction.labels.tolist(), prediction.evidence["prototype_ids"].tolist()):
+        for label, ids in zip(labels.tolist(), prediction.evidence["prototype_ids"].tolist()):
             held = [i for i in ids if i >= 0 and label >= 0 and self.store.label_counts[i, label] > 0]
             exemplars = [int(e) for i in held for e in self.store.exemplars[i] if e >= 0]
             rows.append(exemplars[:per_answer])
