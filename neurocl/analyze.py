@@ -121,7 +121,8 @@ def html_report(out: Path, directories, text_md: str, rows: list[dict]) -> Path:
         parts.append(table_html(block) if block.lstrip().startswith("|") else f"<p>{html.escape(block)}</p>")
     for name, caption in (("results.png", "A_last and forgetting"), ("accuracy_over_experiences.png",
                           "accuracy over experiences (band: std over seeds)"),
-                          ("forgetting_per_experience.png", "forgetting per experience")):
+                          ("forgetting_per_experience.png", "forgetting per experience"),
+                          ("open_set.png", "seen against not-yet-seen classes")):
         if (out / name).exists():
             parts.append(image(out / name, caption))
     missing = incomplete_runs(directories)
@@ -278,6 +279,8 @@ def main(argv=None):
     study_file = out / "study.yaml"
     study = yaml.safe_load(study_file.read_text()) if study_file.exists() else None
     plots.study_summary(rows, out / "results.png", study["title"] if study else "")
+    if all(c in rows[0] for c in OPEN_SET) and all(not np.isnan(r[OPEN_SET[0]][0]) for r in rows):
+        plots.study_summary(rows, out / "open_set.png", study["title"] if study else "", plots.OPEN_SET_PANELS)
     compared = [c[: -len(" store_vote")] for c in rows[0] if c.endswith(" store_vote") and c in rows[0]
                 and c[: -len(" store_vote")] in rows[0] and not c.startswith(("ECE", "AURC"))]
     if compared:

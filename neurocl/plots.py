@@ -48,17 +48,22 @@ def prototype_map(points, labels, counts, path, class_names=None, title: str = "
     plt.close(fig)
 
 
-def study_summary(rows: list[dict], path, title: str = ""):
-    """A_last and forgetting (Chaudhry) per setting, mean ± std over seeds, best A_last on top."""
-    rows = sorted(rows, key=lambda r: r["A_last"][0])
+SUMMARY_PANELS = (("A_last", "A_last (higher is better)"),
+                  ("forgetting_chaudhry", "forgetting, Chaudhry (lower is better)"))
+OPEN_SET_PANELS = (("open_set_auroc", "open-set AUROC, seen vs not yet seen (higher is better)"),
+                   ("open_set_abstained_at_95", "unseen abstained at 95% seen answered (higher is better)"))
+
+
+def study_summary(rows: list[dict], path, title: str = "", panels=SUMMARY_PANELS):
+    """Two columns per setting (A_last and forgetting by default), mean ± std over seeds, best first on top."""
+    rows = sorted(rows, key=lambda r: r[panels[0][0]][0])
     names = [textwrap.fill(r["setting"].replace("memory.", ""), 55) for r in rows]  # long override lists wrap
     lines = max(name.count("\n") + 1 for name in names)
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.9 + 0.2 * (lines + 0.6) * len(rows)), sharey=True)
-    for ax, column, label in ((axes[0], "A_last", "A_last (higher is better)"),
-                              (axes[1], "forgetting_chaudhry", "forgetting, Chaudhry (lower is better)")):
+    for (ax, (column, label)), color in zip(zip(axes, panels), ("tab:blue", "tab:red")):
         means = [r[column][0] for r in rows]
         stds = [r[column][1] for r in rows]
-        ax.barh(range(len(rows)), means, xerr=stds, color="tab:blue" if column == "A_last" else "tab:red", alpha=0.7)
+        ax.barh(range(len(rows)), means, xerr=stds, color=color, alpha=0.7)
         for i, m in enumerate(means):
             ax.text(m, i, f" {m:.3f}", va="center", fontsize=7)
         ax.set_xlabel(label, fontsize=8)

@@ -26,6 +26,7 @@ def test_analyze_groups_seeds_into_mean_and_std(tmp_path, capsys):
     # inlined: the summary and curve plots, and each of the 3 runs' R heatmaps (the store's prototype map too)
     assert page.count("data:image/png;base64,") >= 3 + 3 + 1
     assert "accuracy over experiences" in page and "forgetting per experience" in page
+    assert "open_set_auroc" in text and (tmp_path / "table" / "open_set.png").stat().st_size > 0
 
     (sweep / "3" / ".hydra").mkdir(parents=True)  # a job that died before writing results.json
     analyze.main([str(sweep), "--out", str(tmp_path / "table")])
