@@ -9,7 +9,7 @@ import torch
 
 from conftest import compose
 from neurocl.composer import (Composer, KeepMemoryAnswers, LabelSpikes, Margin, ScoreThreshold, TargetCoverage,
-                              answer_metrics)
+                              Unknown, answer_metrics)
 from neurocl.errors import ConfigError
 from neurocl.memory import PrototypeMemory
 from neurocl.memory.base import prediction_from_scores
@@ -41,6 +41,26 @@ def test_policies_by_hand():
     assert decide(coverage) == [False, True, True]
     with pytest.raises(ConfigError, match="reports no label spikes"):
         Composer(LabelSpikes(1)).decide(prediction(SCORES))
+
+
+def test_unknown_policy_abstains_on_classes_never_learned():
+    x, y = clusters(num_classes=4, per_class=60, dim=8, spread=0.15, seed=4)
+    seen = y < 2
+    train, held = torch.arange(len(y))[seen][::2], torch.arange(len(y))[seen][1::2]
+    memory = PrototypeMemory(8, 4, readout="vote", backend="exact")
+    memory.observe(x[train], y[train], ids=train)
+    composer = Composer(Unknown(retain=0.95))
+    composer.fit(memory.predict(x[held[::2]]))  # calibrated on held-out training queries of the classes learned
+    test = held[1::2]
+    answered_seen = 1 - composer.decide(memory.predict(x[test]))[1].float().mean()
+    abstained_unseen = composer.decide(memory.predict(x[~seen]))[1].float().mean()
+    assert answered_seen > 0.85 and abstained_unseen > 0.9
+    # control: without the open-set policy every unseen query gets a (wrong) answer
+    assert not Composer(KeepMemoryAnswers()).decide(memory.predict(x[~seen]))[1].any()
+    p = prediction([[1.0, 0.0]] * 3, unknown=[0.1, 2.0, 5.0])
+    policy = Unknown(retain=0.5)
+    policy.fit(prediction([[1.0, 0.0]] * 3, unknown=[1.0, 3.0, 4.0]))
+    assert policy.threshold == 3.0 and policy.abstain(p).tolist() == [False, False, True]
 
 
 def test_answer_metrics_by_hand():

@@ -2,7 +2,7 @@
 their evidence, and abstains where the evidence is weak (conf/composer/)."""
 
 from neurocl.composer.answers import (Answer, Composer, Evidence, KeepMemoryAnswers, LabelSpikes, Margin,
-                                      ScoreThreshold, TargetCoverage, answer_metrics)
+                                      ScoreThreshold, TargetCoverage, Unknown, answer_metrics)
 
 __all__ = ["Answer", "Composer", "Evidence", "KeepMemoryAnswers", "LabelSpikes", "Margin", "ScoreThreshold",
-           "TargetCoverage", "answer_metrics"]
+           "TargetCoverage", "Unknown", "answer_metrics"]

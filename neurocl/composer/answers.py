@@ -10,7 +10,8 @@ A policy decides abstention from the prediction alone (vectorised: it sees every
 - ScoreThreshold: confidence below `threshold`;
 - Margin: the top two answers' shares closer than `margin`;
 - LabelSpikes: the winning label neuron fired fewer than `min_spikes` spikes (spiking memories);
-- TargetCoverage: a confidence threshold fitted on training queries so that a `coverage` share is answered.
+- TargetCoverage: a confidence threshold fitted on training queries so that a `coverage` share is answered;
+- Unknown: the open-set score above what `retain` of held-out training queries reach (never learned: abstain).
 """
 
 from dataclasses import dataclass
@@ -115,6 +116,30 @@ class TargetCoverage(KeepMemoryAnswers):
             raise ConfigError("composer", "TargetCoverage", "was not fitted on training queries",
                               "call Composer.fit with the memory's answers on training data first")
         return prediction.confidence < self.threshold
+
+
+class Unknown(KeepMemoryAnswers):
+    """Open set: abstain on queries unlike everything learned. The threshold is the unknown score (Prediction.unknown)
+    below which a `retain` share of held-out training queries of the classes learned falls: those are answered,
+    anything farther from what the memory learned is not."""
+
+    needs_fit = True
+
+    def __init__(self, retain: float = 0.95):
+        if not 0 < retain <= 1:
+            raise ConfigError("composer.policy.retain", retain, "must be in (0, 1]", "set composer.policy.retain=0.95")
+        self.retain, self.threshold = retain, None
+        self.reason = f"unlike anything learned (unknown score above the {retain:g}-retention threshold)"
+
+    def fit(self, prediction):
+        unknown = prediction.unknown.double().numpy()
+        self.threshold = float(np.quantile(unknown, self.retain)) if len(unknown) else float("inf")
+
+    def abstain(self, prediction):
+        if self.threshold is None:
+            raise ConfigError("composer", "Unknown", "was not fitted on training queries",
+                              "call Composer.fit with the memory's answers on training data first")
+        return prediction.unknown > self.threshold
 
 
 class Composer:
