@@ -109,3 +109,27 @@ def test_auto_readout_leaves_the_vote_where_it_loses_on_held_out_data():
 def test_unknown_readout_is_named():
     with pytest.raises(ConfigError, match="memory.readout"):
         PrototypeMemory(8, 2, readout="best")
+
+
+def test_unknown_score_rises_between_known_classes_and_far_from_them():
+    """Mixtures of two known classes stand in for unknown ones: a query halfway between two class means scores
+    as more unknown than the class means themselves (control), as does one far from everything."""
+    from neurocl.memory.unknown import fit_unknown
+
+    x, y = clusters(num_classes=3, per_class=80, dim=16, spread=0.2, seed=5)
+    memory = PrototypeMemory(16, 4, readout="whitened_ncm", backend="exact", seed=0)
+    memory.observe(x, y, ids=torch.arange(len(y)))
+    memory.predict(x[:1])  # settles: fits the score, standardised on the held-out samples
+    score = memory._fitted[1]
+    assert score.scale is not None and score.weights.shape[0] == 3 + 1  # 3 known classes and the mixture class
+    centres = torch.stack([x[y == c].mean(0) for c in range(3)])
+    between = (centres[0] + centres[1]) / 2
+    assert (score(between[None]) > score(centres).max()).all()
+    assert (score.mixture(between[None]) > score.mixture(centres).max()).all()
+    assert (score(10 * centres[2:3]) > score(centres).max()).all()
+    # the same statistics and seed give the same score; a restored memory keeps the standardisation
+    again = fit_unknown(memory.store, np.random.default_rng([0, len(y)]), None, score.scale)
+    assert torch.allclose(again(x), score(x), atol=1e-5)
+    restored = PrototypeMemory(16, 4, readout="whitened_ncm", backend="exact", seed=0)
+    restored.load_state_dict(memory.state_dict())
+    assert torch.allclose(restored.predict(x).unknown, memory.predict(x).unknown, atol=1e-5)

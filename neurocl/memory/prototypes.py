@@ -25,6 +25,7 @@ from neurocl.errors import ConfigError
 from neurocl.memory import readouts
 from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores
 from neurocl.memory.store import PrototypeStore
+from neurocl.memory.unknown import fit_unknown
 
 READOUTS = ("auto", "vote", "lda", "whitened_ncm", "vote+lda", "kernel_ridge")
 CLASS_STATISTICS = ("lda", "whitened_ncm", "vote+lda")  # need the conditioner's within-class covariance
@@ -56,7 +57,9 @@ class PrototypeMemory(MemoryBase):
         self.grid = {"lda": [float(v) for v in lda_shrinkage], "blend": [float(v) for v in blend_weights],
                      "bandwidth": [float(v) for v in kernel_bandwidths], "ridge": [float(v) for v in ridge]}
         self.store = PrototypeStore(dim, num_classes, **store_options)
-        self.generator = torch.Generator().manual_seed(int(store_options.get("seed", 0)))
+        self.seed = int(store_options.get("seed", 0))
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.unknown_scale = None  # the open-set score's standardisation, from the latest held-out samples
         self.held_out = []  # (features, labels, ids, experience) not yet in the store
         self.held_out_seen = {}  # experience -> held-out samples scored
         self.tallies = {}   # candidate -> {experience: held-out samples it answered right}
@@ -93,9 +96,11 @@ class PrototypeMemory(MemoryBase):
                         tally[e] = tally.get(e, 0) + int(right[experience == e].sum())
             if len(y):
                 self.store.observe(x.numpy(), y.numpy(), ids.numpy())
+        else:
+            x = None
         if self.tallies:
             self.chosen = max(self.tallies, key=self.holdout_accuracy)  # the first listed wins a tie
-        self._fitted = (self._fit(self.chosen), self._fit_unknown())
+        self._fitted = (self._fit(self.chosen), self._fit_unknown(x))
 
     # -- readouts ----------------------------------------------------------------------------
     def _families(self) -> list[str]:
@@ -176,18 +181,12 @@ class PrototypeMemory(MemoryBase):
                     return readouts.fit_kernel_ridge(prototypes, gram, counts, shares, scale, values[1])
         return None
 
-    def _fit_unknown(self):
-        """(known class means, precision): how far a query is from everything learned is its Mahalanobis distance
-        to the nearest known class mean, under the within-class covariance shrunk as the whitening shrinks it."""
-        c = self.store.conditioner
-        if c.within is None:
-            return None
-        known = c.class_counts > 0
-        covariance = c.within_covariance()
-        d = covariance.shape[0]
-        rho = c.rho if c.rho is not None else 0.1
-        shrunk = (1 - rho) * covariance + (rho * torch.trace(covariance) / d + 1e-12) * torch.eye(d, dtype=covariance.dtype)
-        return torch.from_numpy(c.class_means[known]).float(), torch.linalg.inv(shrunk).float()
+    def _fit_unknown(self, held_out: torch.Tensor | None = None):
+        """The open-set score (neurocl/memory/unknown.py), standardised on `held_out` when given."""
+        n = int(self.store.conditioner.class_counts.sum())
+        score = fit_unknown(self.store, np.random.default_rng([self.seed, n]), held_out, self.unknown_scale)
+        self.unknown_scale = score.scale if score is not None else None
+        return score
 
     def predict(self, features) -> Prediction:
         check_batch(features, self.dim)
@@ -216,11 +215,7 @@ class PrototypeMemory(MemoryBase):
         evidence = {"prototype_ids": torch.from_numpy(ids), "confidence": confidence,
                     "prototype_similarities": torch.from_numpy(sims).float()}
         if self._fitted[1] is not None:
-            means, precision = self._fitted[1]
-            x = features.float()
-            xp = x @ precision
-            distances = (xp * x).sum(1, keepdim=True) - 2 * xp @ means.T + ((means @ precision) * means).sum(1)
-            evidence["unknown"] = distances.min(dim=1).values
+            evidence["unknown"] = self._fitted[1](features)
         return prediction_from_scores(scores, evidence)
 
     def evidence_rows(self, prediction: Prediction, per_answer: int = 3, labels=None) -> list[list[int]]:
@@ -259,13 +254,16 @@ class PrototypeMemory(MemoryBase):
             self._settle()
         return {**self.store.state_dict(with_index=True),
                 "readout": {"tallies": {k: dict(v) for k, v in self.tallies.items()}, "chosen": self.chosen,
-                            "held_out_seen": dict(self.held_out_seen), "generator": self.generator.get_state()}}
+                            "held_out_seen": dict(self.held_out_seen), "generator": self.generator.get_state(),
+                            "unknown_scale": list(self.unknown_scale) if self.unknown_scale else None}}
 
     def load_state_dict(self, state: dict):
         self.store.load_state_dict(state)
         self.tallies = {k: dict(v) for k, v in state["readout"]["tallies"].items()}
         self.chosen, self.held_out_seen = state["readout"]["chosen"], dict(state["readout"]["held_out_seen"])
         self.generator.set_state(state["readout"]["generator"])
+        scale = state["readout"].get("unknown_scale")
+        self.unknown_scale = tuple(scale) if scale else None
         self.held_out, self._fitted = [], None
 
     def stats(self) -> dict:

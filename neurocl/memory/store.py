@@ -408,6 +408,7 @@ class PrototypeStore:
         meta = {"step": self.step, "since_maintenance": self.since_maintenance,
                 "counts_at_refresh": self.counts_at_refresh.tolist(),
                 "events": dict(self.events), "conditioner_refreshes": self.conditioner.refreshes,
+                "conditioner_rho": self.conditioner.rho,
                 "rng": self.rng.bit_generator.state}
         return {"arrays": arrays, "meta": meta, **({"index": self.backend.index_state()} if with_index else {})}
 
@@ -419,6 +420,7 @@ class PrototypeStore:
         self.conditioner.load_state_dict({k.split(".", 1)[1]: v for k, v in arrays.items()
                                           if k.startswith("conditioner.")})
         self.conditioner.refreshes = meta["conditioner_refreshes"]
+        self.conditioner.rho = meta.get("conditioner_rho")  # a float: not among the arrays
         self.step, self.events = meta["step"], dict(meta["events"])
         self.since_maintenance = meta["since_maintenance"]
         self.counts_at_refresh = np.asarray(meta["counts_at_refresh"], np.int64)
