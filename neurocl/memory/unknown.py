@@ -69,13 +69,16 @@ def fit_unknown(store, generator: np.random.Generator, held_out: torch.Tensor | 
     ids = store.ids
     labels, counts = store.majority(ids), store.counts[ids].astype(np.float64)
     n = float(c.class_counts.sum())
-    if known.sum() < 2:  # no two classes to mix
-        return UnknownScore(means, precision, centre, basis, torch.zeros(1, d), torch.zeros(1), None)
+    distance_only = UnknownScore(means, precision, centre, basis, torch.zeros(1, d), torch.zeros(1), None)
+    if len(np.unique(labels)) < 2:  # no two classes to mix
+        return distance_only
     draws = int(min(n, 20_000))
     first = generator.choice(len(ids), 4 * draws, p=counts / counts.sum())
     second = generator.choice(len(ids), 4 * draws, p=counts / counts.sum())
     keep = labels[first] != labels[second]
     first, second = first[keep][:draws], second[keep][:draws]
+    if len(first) < 2:  # one class holds almost every sample: too few mixtures to fit
+        return distance_only
     lam = generator.uniform(*MIXTURE_WEIGHTS, size=(len(first), 1))
     raw = store.means[ids].astype(np.float64)
     mixtures = torch.from_numpy(lam * raw[first] + (1 - lam) * raw[second]).float()
