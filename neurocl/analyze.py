@@ -281,8 +281,10 @@ def main(argv=None):
     study_file = out / "study.yaml"
     study = yaml.safe_load(study_file.read_text()) if study_file.exists() else None
     plots.study_summary(rows, out / "results.png", study["title"] if study else "")
-    if all(c in rows[0] for c in OPEN_SET) and all(not np.isnan(r[OPEN_SET[0]][0]) for r in rows):
+    if all(c in row and not np.isnan(row[c][0]) for row in rows for c in OPEN_SET):
         plots.study_summary(rows, out / "open_set.png", study["title"] if study else "", plots.OPEN_SET_PANELS)
+    else:  # not measured here (multi-label, one experience): no plot left over from an earlier analysis
+        (out / "open_set.png").unlink(missing_ok=True)
     compared = [c[: -len(" store_vote")] for c in rows[0] if c.endswith(" store_vote") and c in rows[0]
                 and c[: -len(" store_vote")] in rows[0] and not c.startswith(("ECE", "AURC"))]
     if compared:

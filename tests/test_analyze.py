@@ -27,6 +27,7 @@ def test_analyze_groups_seeds_into_mean_and_std(tmp_path, capsys):
     assert page.count("data:image/png;base64,") >= 3 + 3 + 1
     assert "accuracy over experiences" in page and "forgetting per experience" in page
     assert "open_set_auroc" in text and (tmp_path / "table" / "open_set.png").stat().st_size > 0
+    assert "seen against not-yet-seen classes" in page  # the open-set plot, inlined
 
     (sweep / "3" / ".hydra").mkdir(parents=True)  # a job that died before writing results.json
     analyze.main([str(sweep), "--out", str(tmp_path / "table")])

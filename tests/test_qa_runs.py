@@ -2,6 +2,8 @@
 retrieval over stored training questions (MiniLM), VQA-RAD through the fused image-question encoder."""
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,9 +134,31 @@ def test_vqa_rad_answers_closed_and_open_questions_with_their_evidence(tmp_path)
     root = vqa_files(tmp_path)
     cfg = compose("dataset=vqa_rad", f"dataset.root={root}", "dataset.image_size=32", "encoder=image_text",
                   "encoder.image.resolution=32", "qa=vqa", "memory=knn", "memory.k=3",
-                  "scenario.classes_per_experience=2", f"paths.cache_dir={tmp_path / 'cache'}")
+                  "scenario.classes_per_experience=2", "validation_fraction=0.25",  # training rows != memory rows
+                  f"paths.cache_dir={tmp_path / 'cache'}")
     qa = execute(cfg, tmp_path / "out")["qa"]
     assert qa["questions"] == 4 and qa["closed_accuracy"] == 1.0 and qa["open_accuracy"] == 1.0
     records = [json.loads(line) for line in (tmp_path / "out" / "qa.jsonl").read_text().splitlines()]
     for r in records:  # the evidence: training questions about the same image, with the same answer
         assert r["evidence"] and all(e["image"] == r["image"] and e["answer"] == r["answer"] for e in r["evidence"])
+
+
+def test_bioasq_evidence_of_another_type_does_not_vote():
+    """A prototype may hold questions of several types: only the evidence of the question's own type votes."""
+    from types import SimpleNamespace
+
+    from neurocl.composer.bioasq import BioASQAnswers
+    from neurocl.data.base import Split, Splits
+
+    def split(questions):
+        meta = [{"id": q, "type": t, "exact_answer": a, "ideal_answer": []} for q, t, a in questions]
+        labels = torch.tensor([["yesno", "factoid", "summary"].index(t) for _, t, _ in questions])
+        return Split([f"question {q}?" for q, _, _ in questions], labels, [q for q, _, _ in questions], "text",
+                     meta=meta)
+
+    train = split([("f1", "factoid", [["CFTR"]]), ("y1", "yesno", "no"), ("s1", "summary", None)])
+    test = split([("t1", "yesno", "no"), ("t2", "factoid", [["CFTR"]])])
+    splits = Splits("bioasq", train, test, ["yesno", "factoid", "summary"])
+    memory = SimpleNamespace(evidence_rows=lambda prediction, k, labels=None: [[0, 2, 1], [1, 2, 0]])
+    qa = BioASQAnswers(neighbours=3).answer(None, memory, None, splits, [0, 1, 2], Path(tempfile.mkdtemp()) / "qa.jsonl")
+    assert qa["yesno"]["accuracy"] == 1.0 and qa["factoid"]["strict_accuracy"] == 1.0  # "no" and "CFTR", not "y","e","s"

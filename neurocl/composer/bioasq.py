@@ -94,8 +94,9 @@ class BioASQAnswers:
         prior_answer = prior.most_common(1)[0][0] if prior else "yes"
         records, gold = [], defaultdict(list)
         for i, question in enumerate(test):
-            evidence = [train[train_rows[r]] for r in rows[i]]
             kind = question["type"]
+            # a prototype may hold questions of several types: keep the evidence of this question's type
+            evidence = [e for e in (train[train_rows[r]] for r in rows[i]) if e["type"] == kind]
             record = {"id": question["id"], "type": kind, "question": splits.test.data[i].split("\n")[0],
                       "evidence": [e["id"] for e in evidence], "from_prior": False}
             if kind == "yesno":

@@ -23,16 +23,16 @@ class VQAAnswers:
     def answer(self, composer, memory, prediction, splits: Splits, train_rows: list[int], output: Path) -> dict:
         train, test = splits.train, splits.test
         answers = composer.compose(memory, prediction, [train.ids[r] for r in train_rows])
-        rows = memory.evidence_rows(prediction, composer.evidence_per_answer)
+        row_of = {train.ids[r]: r for r in train_rows}  # an answer's evidence, by sample id, back to its record
         records = []
         for i, (a, meta) in enumerate(zip(answers, test.meta)):
             records.append({
                 "id": test.ids[i], "image": meta["image_name"], "question": test.data.texts[i],
                 "answer_type": meta["answer_type"], "answer": "" if a.label is None else splits.class_names[a.label],
                 "gold": meta["answer"], "confidence": a.confidence, "abstained": a.abstained, "reason": a.reason,
-                "evidence": [{"id": train.ids[train_rows[r]], "image": train.meta[train_rows[r]]["image_name"],
-                              "question": train.data.texts[train_rows[r]],
-                              "answer": train.meta[train_rows[r]]["answer"]} for r in rows[i]]})
+                "evidence": [{"id": source, "image": train.meta[row_of[source]]["image_name"],
+                              "question": train.data.texts[row_of[source]],
+                              "answer": train.meta[row_of[source]]["answer"]} for source in a.evidence.sources]})
         write_records(output, records)
         accuracy = qa_metrics.vqa_accuracy([r["answer"] for r in records], [r["gold"] for r in records],
                                            [r["answer_type"] for r in records])

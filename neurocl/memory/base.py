@@ -54,8 +54,9 @@ class Memory(Protocol):
     def evidence_rows(self, prediction: Prediction, per_answer: int = 3,
                       labels: torch.Tensor | None = None) -> list[list[int]]:
         """Per query, the training rows that stand behind its answer (empty where the memory keeps none);
-        with `labels`, the rows near the query that hold that class instead (question answering asks for the
-        evidence of a question's known type)."""
+        with `labels`, the rows of the stored units near the query that hold that class instead (question
+        answering asks for the evidence of a question's known type; a prototype holding several classes may
+        return rows of others too)."""
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     def stats(self) -> dict: ...

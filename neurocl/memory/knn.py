@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from neurocl.errors import ConfigError
+from neurocl.errors import ConfigError, DataError
 from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores
 
 
@@ -32,7 +32,10 @@ class KNN(MemoryBase):
         check_batch(features, self.dim, labels, self.num_classes)
         self.parts.append(F.normalize(features.float(), dim=1).to(self.dtype))
         self.label_parts.append(labels.clone())
-        self.id_parts.append(torch.full_like(labels, -1) if ids is None else torch.as_tensor(ids, dtype=torch.long))
+        ids = torch.full_like(labels, -1) if ids is None else torch.as_tensor(ids, dtype=torch.long)
+        if ids.shape != labels.shape:
+            raise DataError(f"{len(ids)} sample ids for {len(labels)} samples. Fix: pass one id per sample (or none).")
+        self.id_parts.append(ids)
 
     def predict(self, features) -> Prediction:
         check_batch(features, self.dim)
@@ -54,7 +57,7 @@ class KNN(MemoryBase):
         summed = torch.zeros(len(query), self.num_classes).scatter_add_(1, neighbour_labels, best_sim)
         seen = torch.bincount(labels, minlength=self.num_classes) > 0
         scores[:, seen] = (votes + summed / (k + 1))[:, seen]  # summed/(k+1) < 1: only breaks ties
-        return prediction_from_scores(scores, {"neighbour_ids": best_idx, "neighbour_similarities": best_sim})
+        return prediction_from_scores(scores, {"neighbour_ids": best_idx})
 
     def evidence_rows(self, prediction: Prediction, per_answer: int = 3, labels=None) -> list[list[int]]:
         """The nearest stored samples of the answered class (or `labels`), nearest first, as training rows."""
@@ -75,7 +78,7 @@ class KNN(MemoryBase):
 
     def load_state_dict(self, state: dict):
         self.parts, self.label_parts = [state["features"].to(self.dtype)], [state["labels"].clone()]
-        self.id_parts = [state["ids"].clone()]
+        self.id_parts = [state.get("ids", torch.full_like(state["labels"], -1)).clone()]  # older: no sample ids
 
     def stats(self) -> dict:
         stored, labels = self._stored()  # labels and their sample ids: two int64 per sample

@@ -7,8 +7,9 @@ Two parts, each from statistics the store already keeps (experiments/open_set/sc
   mixtures lam * a + (1 - lam) * b of prototypes a, b of different classes (lam uniform in [0.3, 0.7], drawn by
   the prototypes' counts) stand in for them (PROSER, Zhou et al. 2021); a shrunk LDA over the known classes plus
   a "mixture" class, in the conditioner's principal subspace, gives its log posterior.
-The score is the sum of the two, each standardised by its mean and standard deviation on held-out training
-samples of known classes; without held-out samples (readout=vote) it is the distance alone.
+The score is the sum of the two, each standardised by its mean and standard deviation on the held-out training
+samples of the latest experience (readout=auto holds them out, then learns them); without held-out samples
+(readout=vote) it is the distance alone.
 """
 
 from typing import NamedTuple
@@ -79,10 +80,9 @@ def fit_unknown(store, generator: np.random.Generator, held_out: torch.Tensor | 
     first, second = first[keep][:draws], second[keep][:draws]
     if len(first) < 2:  # one class holds almost every sample: too few mixtures to fit
         return distance_only
-    lam = generator.uniform(*MIXTURE_WEIGHTS, size=(len(first), 1))
-    raw = store.means[ids].astype(np.float64)
-    mixtures = torch.from_numpy(lam * raw[first] + (1 - lam) * raw[second]).float()
-    z_mix = (mixtures - centre) @ basis
+    lam = torch.from_numpy(generator.uniform(*MIXTURE_WEIGHTS, size=(len(first), 1))).float()
+    projected = (torch.from_numpy(store.means[ids].astype(np.float32)) - centre) @ basis  # mixing commutes with it
+    z_mix = lam * projected[first] + (1 - lam) * projected[second]
     class_means = (means - centre) @ basis                      # (C_known, d)
     mix_mean = z_mix.mean(0)
     within = basis.T @ covariance.float() @ basis * n            # scatter of the known classes in the subspace
