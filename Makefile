@@ -39,6 +39,7 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/stream_loop.py
+	$(PY) benchmarks/unknown_score.py
 	$(PY) benchmarks/prototype_index.py
 	$(PY) benchmarks/slda_vs_avalanche.py dataset.train_size=6000
 	$(PY) benchmarks/snn_throughput.py
