@@ -51,7 +51,7 @@ def main(overrides: list[str]):
     test = Features(cache.features(encoder, splits.test, splits.name, "test"), splits.test.labels)
     scenario = build(cfg.scenario)
 
-    stream_s = best_of(lambda: scenario.build(train.x, train.y, test.x, test.y, splits.num_classes))
+    stream_s = best_of(lambda: scenario.build(train.x, train.y, test.x, test.y, splits.num_classes).benchmark)
     order = scenario.class_sequence(splits.num_classes)
     groups = [order[i:i + scenario.classes_per_experience] for i in range(0, len(order), scenario.classes_per_experience)]
     plain_s = best_of(lambda: [(torch.isin(train.y, torch.tensor(g)).nonzero(), torch.isin(test.y, torch.tensor(g)).nonzero())

@@ -1,12 +1,16 @@
-"""Streams of experiences, built with Avalanche's benchmark generators.
+"""Streams of experiences, and the same streams as Avalanche benchmarks.
 
-The experiences are real Avalanche experiences over the encoded features, so
-Avalanche strategies can run on the very same stream; each dataset carries a
-`sample_idx` attribute, which lets our memories take their slice of the
-feature tensors directly instead of iterating the dataset sample by sample.
+Our memories take their slice of the feature tensors by row (`train_idx`,
+`test_idx`). Avalanche strategies get the very same experiences as a real
+Avalanche benchmark (`Stream.benchmark`, from Avalanche's own generators),
+built on first use: importing Avalanche takes about 8 s on 2 cores, more
+than a whole run of most memories. `tests/test_scenarios.py` checks that
+both give the same experiences; each Avalanche dataset carries a `sample_idx`
+attribute that maps its samples back to our rows.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch.utils.data import Dataset
@@ -27,8 +31,16 @@ class Experience:
 class Stream:
     experiences: list[Experience]
     task_aware: bool
-    benchmark: object  # the avalanche CLScenario, for Avalanche strategies (None for multi-label streams)
+    build_benchmark: Callable[[], object] | None = None  # None: no Avalanche form (multi-label streams)
     multi_label: bool = False
+    _benchmark: object = field(default=None, repr=False)
+
+    @property
+    def benchmark(self):
+        """The Avalanche CLScenario of these experiences, for Avalanche strategies; built on first use."""
+        if self._benchmark is None and self.build_benchmark is not None:
+            self._benchmark = self.build_benchmark()
+        return self._benchmark
 
     def __len__(self):
         return len(self.experiences)
@@ -49,7 +61,6 @@ class FeatureDataset(Dataset):
 
 
 def avalanche_dataset(features: torch.Tensor, labels: torch.Tensor, task_labels: bool = True):
-    # Avalanche takes seconds to import: only when a stream is built.
     from avalanche.benchmarks.utils import DataAttribute
     from avalanche.benchmarks.utils.classification_dataset import TaskAwareClassificationDataset
     from avalanche.benchmarks.utils.data_attribute import TaskLabels
@@ -103,9 +114,6 @@ class ClassIncremental:
         return order
 
     def build(self, train_features, train_labels, test_features, test_labels, num_classes: int) -> Stream:
-        from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
-        from avalanche.benchmarks.scenarios.task_aware import task_incremental_benchmark
-
         if train_labels.ndim != 1:
             raise ConfigError("scenario", type(self).__name__, "the dataset is multi-label ((N, L) labels)",
                               "use scenario=multi_label")
@@ -115,6 +123,20 @@ class ClassIncremental:
             if missing:
                 raise DataError(f"the {name} split has no samples of classes {missing}. "
                                 "Fix: use a larger subset (dataset.train_size / dataset.test_size) or the full data.")
+        size = self.classes_per_experience
+        groups = [order[s:s + size] for s in range(0, len(order), size)]
+        rows = lambda labels, group: torch.isin(labels, torch.as_tensor(group)).nonzero().flatten()
+        experiences = [Experience(index=t, classes=sorted(group), train_idx=rows(train_labels, group),
+                                  test_idx=rows(test_labels, group), task_id=t if self.task_aware else None)
+                       for t, group in enumerate(groups)]
+        return Stream(experiences, self.task_aware,
+                      lambda: self.avalanche_benchmark(train_features, train_labels, test_features, test_labels, order))
+
+    def avalanche_benchmark(self, train_features, train_labels, test_features, test_labels, order: list[int]):
+        """The stream as an Avalanche benchmark, from Avalanche's own generators."""
+        from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
+        from avalanche.benchmarks.scenarios.task_aware import task_incremental_benchmark
+
         benchmark = class_incremental_benchmark(
             {"train": avalanche_dataset(train_features, train_labels, task_labels=not self.task_aware),
              "test": avalanche_dataset(test_features, test_labels, task_labels=not self.task_aware)},
@@ -126,14 +148,7 @@ class ClassIncremental:
         benchmark.classes_order = order
         for experience in (*benchmark.train_stream, *benchmark.test_stream):
             experience.benchmark = benchmark
-        experiences = []
-        for t, (train_exp, test_exp) in enumerate(zip(benchmark.train_stream, benchmark.test_stream)):
-            experiences.append(Experience(
-                index=t, classes=sorted(train_exp.dataset.targets.uniques),
-                train_idx=torch.as_tensor(list(train_exp.dataset.sample_idx)).sort().values,
-                test_idx=torch.as_tensor(list(test_exp.dataset.sample_idx)).sort().values,
-                task_id=train_exp.task_label if self.task_aware else None))
-        return Stream(experiences, self.task_aware, benchmark)
+        return benchmark
 
 
 class TaskIncremental(ClassIncremental):
@@ -174,4 +189,4 @@ class MultiLabelIncremental:
             if not len(train_idx):
                 raise DataError(f"no training sample carries labels {labels}. Fix: raise dataset.min_reports.")
             experiences.append(Experience(t, labels, train_idx, torch.arange(len(test_labels)), None))
-        return Stream(experiences, False, benchmark=None, multi_label=True)
+        return Stream(experiences, False, multi_label=True)

@@ -24,8 +24,28 @@ def test_class_incremental_split_in_order():
     assert not stream.task_aware
     seen = torch.cat([e.train_idx for e in stream.experiences])
     assert sorted(seen.tolist()) == list(range(30))  # a partition of the data
-    # the very same experiences as Avalanche objects, for Avalanche strategies
-    assert len(stream.benchmark.train_stream) == 3
+
+def same_as_avalanche(stream) -> bool:
+    """Our experiences against those of the stream's Avalanche benchmark (its own generators)."""
+    pairs = zip(stream.experiences, stream.benchmark.train_stream, stream.benchmark.test_stream)
+    return len(stream.benchmark.train_stream) == len(stream) and all(
+        e.classes == sorted(train.dataset.targets.uniques)
+        and e.train_idx.tolist() == sorted(train.dataset.sample_idx)
+        and e.test_idx.tolist() == sorted(test.dataset.sample_idx)
+        and e.task_id == (train.task_label if stream.task_aware else None)
+        for e, train, test in pairs)
+
+
+@pytest.mark.parametrize("scenario", [ClassIncremental(classes_per_experience=2),
+                                      ClassIncremental(classes_per_experience=3, shuffle_classes=True, seed=3),
+                                      TaskIncremental(classes_per_experience=2)])
+def test_experiences_are_those_of_the_avalanche_benchmark(scenario):
+    stream, _, _ = build(scenario)
+    assert stream._benchmark is None  # Avalanche is imported only for strategies that need it
+    assert same_as_avalanche(stream)
+    # control: a stream whose experiences differ from Avalanche's is caught
+    stream.experiences[0].train_idx = stream.experiences[0].train_idx[1:]
+    assert not same_as_avalanche(stream)
 
 
 def test_class_order_fixed_and_shuffled():

@@ -35,7 +35,7 @@ class PrototypeMemory(MemoryBase):
     def __init__(self, dim: int, num_classes: int, top_k: int = 10, temperature: float = 0.1,
                  readout: str = "auto", holdout_fraction: float = 0.2,
                  lda_shrinkage: list[float] = (1e-3, 1e-2, 0.1, 0.3), blend_weights: list[float] = (0.25, 0.5, 0.75),
-                 kernel_bandwidths: list[float] = (0.25, 0.5, 1.0), ridge: list[float] = (0.1, 1.0, 10.0),
+                 kernel_bandwidths: list[float] = (0.25, 0.5, 1.0), ridge: list[float] = (0.1,),
                  **store_options):
         if not isinstance(top_k, int) or top_k < 1:
             raise ConfigError("memory.top_k", top_k, "must be a positive integer", "set memory.top_k=10")
@@ -130,17 +130,19 @@ class PrototypeMemory(MemoryBase):
         """Kernel ridge's space: raw features centred on the running mean, unit norm."""
         return torch.nn.functional.normalize(torch.from_numpy(x.astype(np.float32) - self.store.conditioner.mean), dim=1)
 
-    def _kernel_grams(self):
-        """(bandwidth, scale, prototypes, Gram matrix, counts, label shares) per bandwidth of the grid."""
+    def _kernel_grams(self, bandwidths=None):
+        """(bandwidth, scale, prototypes, Gram matrix, counts, label shares) per bandwidth (of the grid by
+        default); the prototypes' inner products are computed once for all bandwidths."""
         ids = self.store.ids
         prototypes = self._centred(self.store.means[ids])
         counts = torch.from_numpy(self.store.counts[ids]).float()
         labels = torch.from_numpy(self.store.label_counts[ids]).float()
         shares = labels / labels.sum(dim=1, keepdim=True)
-        median = readouts.median_squared_distance(prototypes)
-        for bandwidth in self.grid["bandwidth"]:
+        inner = prototypes @ prototypes.T
+        median = readouts.median_squared_distance(inner)
+        for bandwidth in bandwidths or self.grid["bandwidth"]:
             scale = bandwidth * median
-            yield bandwidth, scale, prototypes, readouts.kernel(prototypes, prototypes, scale), counts, shares
+            yield bandwidth, scale, prototypes, readouts.gaussian(inner, scale), counts, shares
 
     def _candidate_scores(self, x: torch.Tensor) -> dict:
         families, out = self._families(), {}
@@ -161,11 +163,13 @@ class PrototypeMemory(MemoryBase):
                 cosines = readouts.whitened_ncm_scores(x, self._whitened_ncm(rho, eigen))
                 out[f"whitened_ncm:{rho:g}"] = self._posterior(cosines, self.temperature)
         if "kernel_ridge" in families:
-            z = self._centred(x.numpy())
+            z, inner = self._centred(x.numpy()), None
             for bandwidth, scale, prototypes, gram, counts, shares in self._kernel_grams():
+                inner = z @ prototypes.T if inner is None else inner  # one product serves every bandwidth
+                query_kernel = readouts.gaussian(inner, scale)
                 for lam in self.grid["ridge"]:
                     fitted = readouts.fit_kernel_ridge(prototypes, gram, counts, shares, scale, lam)
-                    out[f"kernel_ridge:{bandwidth:g}:{lam:g}"] = readouts.kernel_ridge_scores(z, fitted)
+                    out[f"kernel_ridge:{bandwidth:g}:{lam:g}"] = query_kernel @ fitted.coefficients
         return out
 
     def _fit(self, name: str):
@@ -176,9 +180,8 @@ class PrototypeMemory(MemoryBase):
         if family == "whitened_ncm":
             return self._whitened_ncm(values[0])
         if family == "kernel_ridge":
-            for bandwidth, scale, prototypes, gram, counts, shares in self._kernel_grams():
-                if bandwidth == values[0]:
-                    return readouts.fit_kernel_ridge(prototypes, gram, counts, shares, scale, values[1])
+            _, scale, prototypes, gram, counts, shares = next(self._kernel_grams([values[0]]))
+            return readouts.fit_kernel_ridge(prototypes, gram, counts, shares, scale, values[1])
         return None
 
     def _fit_unknown(self, held_out: torch.Tensor | None = None):
