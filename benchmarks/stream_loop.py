@@ -23,7 +23,7 @@ from neurocl.encoders import FeatureCache
 from neurocl.run import build
 
 ROOT = Path(__file__).resolve().parents[1]
-MEMORIES = ["prototypes", "ncm"]
+MEMORIES = ["prototypes", "slda", "ncm"]  # slda: the within-class covariance alone, which the store also keeps
 
 
 def machine() -> dict:

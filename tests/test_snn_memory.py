@@ -1,5 +1,7 @@
 """`memory=prototypes_snn` on real Norse neurons: it learns, protects what it does not touch, reports and exports."""
 
+import copy
+
 import nir
 import numpy as np
 import pytest
@@ -153,3 +155,27 @@ def test_consolidated_neurons_do_not_learn(plastic):
 def test_an_unknown_plastic_neurons_value_is_named():
     with pytest.raises(ConfigError, match="plastic_neurons"):
         make(plastic_neurons="old")
+
+
+def test_a_reward_per_neuron_punishes_the_wrong_labels_that_a_right_answer_rewards():
+    x, y = clusters(spread=0.8)
+    memory = make(recurrent=False, stdp_lr=0.05, plastic_neurons="all", similarity_threshold=0.5)
+    stream(memory, x, y)
+    right = (memory.predict(x).labels == y) & (y == 0)
+    queries, labels = x[right], y[right]  # class 0, answered right: one reward per query is +1 for every neuron
+    change = {}
+    for reward_per in ("query", "neuron"):
+        learner = copy.deepcopy(memory)
+        learner.reward_per = reward_per
+        before = learner.synapses.label.clone()
+        learner._learn(queries, labels)
+        change[reward_per] = learner.synapses.label - before
+    # label 0 learns as with one reward per query; the wrong labels that spiked beside it, rewarded there
+    # (the control), are punished here
+    assert torch.allclose(change["neuron"][:, 0], change["query"][:, 0])
+    assert change["query"][:, 1:].sum() > 0 > change["neuron"][:, 1:].sum()
+
+
+def test_unknown_reward_assignment_is_refused():
+    with pytest.raises(ConfigError, match="reward_per"):
+        make(reward_per="synapse")

@@ -70,3 +70,15 @@ def test_bad_parameters_are_named():
         check_parameters(RewardSTDPParameters(lr=-1.0))
     with pytest.raises(ConfigError, match="tau_pre_inv"):
         check_parameters(RewardSTDPParameters(tau_pre_inv=5000.0))
+
+
+def test_a_reward_per_postsynaptic_neuron_moves_each_neuron_by_its_own_reward():
+    state = reward_stdp_initial_state(1, 1, 2)
+    for t in range(5):  # the presynaptic neuron at step 1, both postsynaptic ones at step 2: both eligible
+        state = reward_stdp_step(torch.tensor([[float(t == 1)]]), torch.full((1, 2), float(t == 2)), state)
+    W2 = torch.full((2, 1), 0.5)
+    per_neuron = reward_stdp_update(W2, state, torch.tensor([[1.0, -1.0]]))
+    assert per_neuron[0, 0] > 0.5 > per_neuron[1, 0]
+    # control: one reward for the query moves both the same way
+    shared = reward_stdp_update(W2, state, torch.tensor([1.0]))
+    assert shared[0, 0] > 0.5 and shared[1, 0] > 0.5

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The runs behind experiments/all_streams/README.md: every frozen-feature memory on every stream we have.
-#   bash experiments/all_streams/sweep.sh [memories|readouts|spiking]   # one part, or all three in turn
+#   bash experiments/all_streams/sweep.sh [memories|readouts|spiking|reward]   # one part, or all in turn
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -33,5 +33,12 @@ fi
 if [[ $PART == all || $PART == spiking ]]; then  # the spiking readout against the vote, graded corruptions
   for s in digits_eff digits_px fmnist_px fmnist_eff; do
     $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes_snn conditions=graded seed=0,1,2 hydra.sweep.dir=$OUT/$s/snn
+  done
+fi
+
+if [[ $PART == all || $PART == reward ]]; then  # one reward per label neuron instead of one per query
+  for s in digits_eff digits_px fmnist_px fmnist_eff; do
+    $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes_snn memory.reward_per=neuron conditions=graded seed=0,1,2 \
+        hydra.sweep.dir=$OUT/$s/snn_reward_per_neuron
   done
 fi

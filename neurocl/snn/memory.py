@@ -39,6 +39,7 @@ from neurocl.snn.synapses import ConceptSynapses
 # Energy conventions (45 nm): a synaptic operation 0.9 pJ (an accumulate), a multiply-accumulate 4.6 pJ
 # (Horowitz, ISSCC 2014), as used across the SNN literature to compare with the equivalent dense network.
 PJ_PER_SOP, PJ_PER_MAC = 0.9, 4.6
+REWARD_PER = ("query", "neuron")  # one reward per query (its winner right or wrong), or one per postsynaptic neuron
 
 
 def plasticity_rule(key: str, options: dict | None, shared: dict) -> RewardSTDPParameters:
@@ -56,7 +57,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
     def __init__(self, dim: int, num_classes: int, neuron, top_k: int = 10, temperature: float = 0.1,
                  num_timesteps: int = 20, input_gain: float = 2.0, recurrent: bool = True,
                  recurrent_fan_in: int = 32, stdp_lr: float = 0.001, reward_modulation: bool = True,
-                 reward_correct: float = 1.0, reward_wrong: float = -1.0, teacher_current: float = 1.0,
+                 reward_correct: float = 1.0, reward_wrong: float = -1.0, reward_per: str = "query",
+                 teacher_current: float = 1.0,
                  initial_label_weight: float = 0.5, label_plasticity: dict | None = None,
                  recurrent_plasticity: dict | None = None, plastic_neurons: str = "new", dt: float = 1e-3,
                  readout: str = "vote", **store_options):
@@ -73,6 +75,9 @@ class SpikingPrototypeMemory(PrototypeMemory):
         self.num_timesteps, self.input_gain, self.dt = num_timesteps, input_gain, dt
         self.reward_modulation, self.reward_correct, self.reward_wrong = reward_modulation, reward_correct, reward_wrong
         self.teacher_current = teacher_current
+        if reward_per not in REWARD_PER:
+            raise ConfigError("memory.reward_per", reward_per, f"one of {REWARD_PER}", "set memory.reward_per=query")
+        self.reward_per = reward_per
         if plastic_neurons not in ("all", "new"):
             raise ConfigError("memory.plastic_neurons", plastic_neurons, "must be all or new",
                               "set memory.plastic_neurons=all")
@@ -157,10 +162,16 @@ class SpikingPrototypeMemory(PrototypeMemory):
             self._learn_tau(slots, log_tau, record, labels)
         concept, label = record.concept_spikes.detach(), record.label_spikes.detach()
         winner = self._scores(record).argmax(dim=1)
-        reward = torch.where(winner == labels, self.reward_correct, self.reward_wrong)
-        reward[record.label_drive.sum(dim=1) == 0] = 0.0
-        # No blame where the right answer was impossible: a class with no prototype yet (its first batch).
-        reward[~self.known_classes()[labels]] = 0.0
+        # No reward where nothing reached a label, nor where the right answer was impossible: a class with no
+        # prototype yet (its first batch).
+        withheld = (record.label_drive.sum(dim=1) == 0) | ~self.known_classes()[labels]
+        reward = torch.where(winner == labels, self.reward_correct, self.reward_wrong).masked_fill(withheld, 0.0)
+        label_reward = recurrent_reward = reward
+        if self.reward_per == "neuron":  # each neuron is rewarded for its own label, not for the winner's
+            label_reward = self._reward_per_neuron(torch.arange(self.num_classes).expand(len(labels), -1), labels)
+            recurrent_reward = self._reward_per_neuron(torch.from_numpy(self.store.majority(slots.numpy())), labels)
+            label_reward = label_reward.masked_fill(withheld[:, None], 0.0)
+            recurrent_reward = recurrent_reward.masked_fill(withheld[:, None], 0.0)
         B, K = slots.shape
         state = reward_stdp_initial_state(B, K, self.num_classes)
         for t in range(self.num_timesteps):
@@ -169,15 +180,20 @@ class SpikingPrototypeMemory(PrototypeMemory):
         # ages are 1-based steps, so the last neuron of the previous experience has age == _experience_start
         plastic = (torch.from_numpy(self.store.age[slots.numpy()] > self._experience_start)
                    if self.plastic_neurons == "new" else torch.ones_like(slots, dtype=torch.bool))
-        change = reward_stdp_change(state, reward, self.label_rule).transpose(1, 2) * plastic[:, :, None]  # (B, K, C)
+        change = reward_stdp_change(state, label_reward, self.label_rule).transpose(1, 2) * plastic[:, :, None]  # (B, K, C)
         self.synapses.add_label(slots, change, self.label_rule)
         self._log_change(slots, change)
         if self.recurrent_rule is not None:
             state = reward_stdp_initial_state(B, K, K)
             for t in range(self.num_timesteps):
                 state = reward_stdp_step(concept[t], concept[t], state, self.recurrent_rule)
-            change = reward_stdp_change(state, reward, self.recurrent_rule) * plastic[:, :, None]  # (B, K_post, K_pre)
+            change = reward_stdp_change(state, recurrent_reward, self.recurrent_rule) * plastic[:, :, None]  # (B, K_post, K_pre)
             self.synapses.add_recurrent(slots, change, self.recurrent_rule)
+
+    def _reward_per_neuron(self, neuron_labels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, N): reward_correct for a neuron of the query's own label (a label neuron, or a concept neuron
+        whose prototype is mostly of it), reward_wrong for the others (silent ones have no eligibility)."""
+        return torch.where(neuron_labels == labels[:, None], self.reward_correct, self.reward_wrong)
 
     def _learn_tau(self, slots, log_tau, record, labels):
         """plif: one gradient step on each candidate's log membrane rate (surrogate gradients, Norse's SuperSpike)."""

@@ -15,7 +15,8 @@ Per step, with spikes z in {0, 1} and a batch of B queries:
 
 and once a query's outcome is known (reward r_b, e.g. +1 right, -1 wrong):
 
-    w <- clip(w + lr * sum_b r_b e_b, w_min, w_max)      (reward_modulation: true)
+    w <- clip(w + lr * sum_b r_b e_b, w_min, w_max)      (reward_modulation: true; r_b may also be
+                                                          r_b,post: one reward per postsynaptic neuron)
     w <- clip(w + lr * sum_b e_b,     w_min, w_max)      (false: plain STDP; a teacher drives z_post)
 
 optionally followed by normalisation of each postsynaptic neuron's incoming
@@ -87,10 +88,13 @@ def reward_stdp_step(z_pre: torch.Tensor, z_post: torch.Tensor, state: RewardSTD
 
 def reward_stdp_change(state: RewardSTDPState, reward: torch.Tensor,
                        p: RewardSTDPParameters = RewardSTDPParameters()) -> torch.Tensor:
-    """Each query's weight change (B, N_post, N_pre) once its reward (B,) is known."""
+    """Each query's weight change (B, N_post, N_pre) once its reward is known: one per query (B,), a global
+    reward, or one per postsynaptic neuron (B, N_post), a reward per neuron (each output learns from its own
+    outcome, as in the per-output teaching signals of three-factor rules, Fremaux & Gerstner 2016)."""
     if not p.reward_modulation:
         return p.lr * state.eligibility
-    return p.lr * reward.to(state.eligibility.dtype)[:, None, None] * state.eligibility
+    reward = reward.to(state.eligibility.dtype)
+    return p.lr * (reward[:, :, None] if reward.ndim == 2 else reward[:, None, None]) * state.eligibility
 
 
 def bound_weights(w: torch.Tensor, p: RewardSTDPParameters = RewardSTDPParameters()) -> torch.Tensor:
