@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from neurocl.data.base import Split
 from neurocl.data.corruptions import corrupt_condition
-from neurocl.encoders import FeatureCache, check_accepts
+from neurocl.encoders import Ensemble, FeatureCache, check_accepts
 from neurocl.encoders.base import Encoder
 from neurocl.encoders.cache import ShardError, shard_bounds
 from neurocl.errors import ConfigError, NeuroclError
@@ -263,6 +263,11 @@ def encode(cfg: DictConfig, output_dir: Path) -> dict:
     check_options(cfg)
     validate_config(cfg)
     p = plan(cfg)
+    if isinstance(p.encoder, Ensemble):  # its features are its members' entries, each under the member's key
+        raise ConfigError("encoder", p.encoder.name, "neurocl.encode fills the cache of one encoder at a time, and "
+                          "an ensemble keeps no entry of its own", "encode each member with its own command "
+                          "(encoder=efficientnet_lite0, then encoder=efficientnet_lite1, ...); the ensemble's "
+                          "runs then hit their entries")
     names = [name for name, split in p.splits.items() if not p.cache.cached(p.encoder, split, p.dataset, name)]
     for name in p.splits:
         if name not in names:

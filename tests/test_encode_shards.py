@@ -18,6 +18,7 @@ from conftest import CONF, ROOT
 from test_sweeps import ENV, slurm  # noqa: F401  (slurm: the fixture that skips or fails without the cluster)
 from neurocl import encode
 from neurocl.encoders.cache import ShardError, shard_bounds
+from neurocl.errors import ConfigError
 
 
 def config(cache_dir, fmnist_dir, *overrides):
@@ -92,6 +93,12 @@ def test_local_two_shards_without_slurm(tmp_path, fmnist_dir):
     again = encode.encode(config(cache, fmnist_dir, "shards=2", "cluster=local"), tmp_path / "out2")
     assert again["encoded"] == [] and not (tmp_path / "out2").exists()  # already cached: nothing submitted
     print(f"2 local shards: {time.perf_counter() - start:.1f} s")
+
+
+def test_an_ensemble_is_refused_with_its_members_named(tmp_path, fmnist_dir):
+    with pytest.raises(ConfigError, match="encode each member"):
+        encode.encode(config(tmp_path / "cache", fmnist_dir, "encoder=ensemble"), tmp_path / "out")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # nothing written
 
 
 FAULTY_ENCODER = '''

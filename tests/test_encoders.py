@@ -6,7 +6,7 @@ import torch
 
 from neurocl.data import Digits
 from neurocl.data.base import Split
-from neurocl.encoders import EfficientNetLite, FeatureCache, Pixels
+from neurocl.encoders import EfficientNetLite, Ensemble, FeatureCache, Pixels
 from neurocl.errors import ConfigError, DataError
 
 
@@ -61,6 +61,46 @@ def test_cache_miss_then_hit(tmp_path, digits):
     cache.features(pixels(), digits.test, "digits", "train")
     cache.features(Pixels([1, 8, 8], normalize=False), digits.train, "digits", "train")
     assert cache.misses == 3 and len(list(tmp_path.glob("*.npy"))) == 3
+
+
+def test_an_ensemble_reads_its_members_cache_entries_and_averages_their_cosines(tmp_path, digits):
+    small, raw = Pixels([1, 8, 8], resolution=4), Pixels([1, 8, 8], normalize=False)
+    ensemble = Ensemble({"small": small, "raw": raw})
+    assert ensemble.dim == 16 + 64 and ensemble.accepts == ("image",)
+    cache = FeatureCache(tmp_path)
+    features = cache.features(ensemble, digits.train, "digits", "train")
+    assert (cache.misses, cache.hits) == (2, 0) and len(list(tmp_path.glob("*.npy"))) == 2  # one entry per member
+    assert torch.allclose(features, ensemble.encode(digits.train.images), atol=1e-6)
+    # a member alone now hits its entry, and the ensemble again encodes nothing
+    cache.features(small, digits.train, "digits", "train")
+    assert torch.equal(cache.features(ensemble, digits.train, "digits", "train"), features)
+    assert (cache.misses, cache.hits) == (2, 3)
+    # the ensemble's cosine is the mean of its members' cosines, whatever their scales
+    cos = lambda f: torch.nn.functional.normalize(f[:5], dim=1) @ torch.nn.functional.normalize(f[:5], dim=1).T
+    images = digits.train.images
+    assert torch.allclose(features[:5] @ features[:5].T, (cos(small.encode(images)) + cos(raw.encode(images))) / 2,
+                          atol=1e-5)
+    assert not torch.allclose(cos(raw.encode(images)), cos(small.encode(images)), atol=1e-3)  # control: they differ
+
+
+def test_an_ensemble_needs_two_members_of_one_modality():
+    with pytest.raises(ConfigError, match="at least two members"):
+        Ensemble({"only": pixels()})
+
+    class Text:
+        name, dim, batch_size, accepts = "text", 4, 8, ("text",)
+
+    with pytest.raises(ConfigError, match="share no modality"):
+        Ensemble({"image": pixels(), "text": Text()})
+
+
+def test_the_ensemble_preset_composes_three_lite_models():
+    from conftest import compose
+    from hydra.utils import instantiate
+
+    encoder = instantiate(compose("encoder=ensemble", "device=cpu").encoder)
+    assert [m.name for m in encoder.members] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    assert encoder.dim == 3 * 1280
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "meta", "shape", "no_meta"])

@@ -155,7 +155,12 @@ class FeatureCache:
         return data_path
 
     def features(self, encoder: Encoder, split: Split, dataset: str, split_name: str) -> torch.Tensor:
-        """Cached features of `split`, computing and storing them on a miss."""
+        """Cached features of `split`, computing and storing them on a miss. An ensemble's come from its
+        members' own entries (encoded on a miss), so each member is encoded once whatever ensembles use it."""
+        from neurocl.encoders.ensemble import Ensemble
+
+        if isinstance(encoder, Ensemble):
+            return encoder.combine([self.features(member, split, dataset, split_name) for member in encoder.members])
         desc = f"encoding {dataset}/{split_name} with {encoder.name}"
         if not self.enabled:
             return encode_split(encoder, split, desc)
