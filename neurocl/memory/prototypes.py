@@ -114,14 +114,17 @@ class PrototypeMemory(MemoryBase):
         counts = torch.from_numpy(self.store.label_counts[ids].astype(np.float32))
         return readouts.vote_scores(torch.from_numpy(sims).float(), counts, self.temperature), ids, sims
 
-    def _lda(self, rho: float) -> readouts.LDAReadout:
-        c = self.store.conditioner
-        return readouts.fit_lda(torch.from_numpy(c.class_means), c.within_covariance(), rho)
+    def _eigen(self):
+        return readouts.within_eigen(self.store.conditioner.within_covariance())
+
+    def _lda(self, rho: float, eigen=None) -> readouts.LDAReadout:
+        eigen = eigen if eigen is not None else self._eigen()
+        return readouts.fit_lda(torch.from_numpy(self.store.conditioner.class_means), eigen, rho)
 
     def _whitened_ncm(self, rho: float, eigen=None) -> readouts.WhitenedNCMReadout:
         c = self.store.conditioner
-        eigen = eigen if eigen is not None else readouts.within_eigen(c.within_covariance())
-        return readouts.fit_whitened_ncm(torch.from_numpy(c.class_means), torch.from_numpy(c.mean), eigen, rho)
+        return readouts.fit_whitened_ncm(torch.from_numpy(c.class_means), torch.from_numpy(c.mean),
+                                         eigen if eigen is not None else self._eigen(), rho)
 
     def _posterior(self, scores: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         return torch.softmax(scores.masked_fill(~self.known_classes(), float("-inf")) / temperature, dim=1)
@@ -149,18 +152,19 @@ class PrototypeMemory(MemoryBase):
         vote = self._vote(x)[0]
         if "vote" in families:
             out["vote"] = vote
+        eigen = self._eigen() if set(families) & set(CLASS_STATISTICS) else None  # one for every rho and readout
         if "lda" in families or "vote+lda" in families:
             for rho in self.grid["lda"]:
-                posterior = self._posterior(readouts.lda_scores(x, self._lda(rho)))
+                posterior = self._posterior(readouts.lda_scores(x, self._lda(rho, eigen)))
                 if "lda" in families:
                     out[f"lda:{rho:g}"] = posterior
                 if "vote+lda" in families:
                     for w in self.grid["blend"]:
                         out[f"vote+lda:{rho:g}:{w:g}"] = (1 - w) * vote + w * posterior
         if "whitened_ncm" in families:
-            eigen = readouts.within_eigen(self.store.conditioner.within_covariance())
+            rotated = (x.float() - torch.from_numpy(self.store.conditioner.mean)) @ eigen[1].float()
             for rho in self.grid["lda"]:
-                cosines = readouts.whitened_ncm_scores(x, self._whitened_ncm(rho, eigen))
+                cosines = readouts.whitened_ncm_scores(x, self._whitened_ncm(rho, eigen), rotated)
                 out[f"whitened_ncm:{rho:g}"] = self._posterior(cosines, self.temperature)
         if "kernel_ridge" in families:
             z, inner = self._centred(x.numpy()), None

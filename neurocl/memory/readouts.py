@@ -26,18 +26,28 @@ def vote_scores(similarities: torch.Tensor, label_counts: torch.Tensor, temperat
     return torch.einsum("nk,nkc->nc", weights, label_counts / label_counts.sum(dim=2, keepdim=True).clamp(min=1))
 
 
+def within_eigen(within_covariance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One eigendecomposition serves every rho of both class-statistics readouts: shrinkage keeps the eigenvectors."""
+    return torch.linalg.eigh(within_covariance.double())
+
+
+def shrunk_eigenvalues(values: torch.Tensor, rho: float) -> torch.Tensor:
+    """Eigenvalues of (1 - rho) Sigma + rho * mean_eig * I."""
+    values = values.clamp(min=0)
+    return (1 - rho) * values + rho * values.mean() + 1e-12
+
+
 class LDAReadout(NamedTuple):
     weights: torch.Tensor  # (d, C)
     bias: torch.Tensor     # (C,)
 
 
-def fit_lda(class_means: torch.Tensor, within_covariance: torch.Tensor, rho: float) -> LDAReadout:
-    """Shared-covariance discriminant from class means (C, d) and the within-class covariance (d, d)."""
-    d = within_covariance.shape[0]
-    mean_eig = torch.trace(within_covariance) / d
-    shrunk = (1 - rho) * within_covariance + (rho * mean_eig + 1e-12) * torch.eye(d, dtype=within_covariance.dtype)
-    weights = torch.linalg.solve(shrunk, class_means.T)
-    return LDAReadout(weights.float(), (-0.5 * (class_means.T * weights).sum(dim=0)).float())
+def fit_lda(class_means: torch.Tensor, eigen, rho: float) -> LDAReadout:
+    """Shared-covariance discriminant from class means (C, d) and the within-class covariance's eigendecomposition:
+    Lambda mu = V diag(1 / s_rho) V^T mu."""
+    values, vectors = eigen
+    weights = vectors @ ((vectors.T @ class_means.double().T) / shrunk_eigenvalues(values, rho)[:, None])
+    return LDAReadout(weights.float(), (-0.5 * (class_means.double().T * weights).sum(dim=0)).float())
 
 
 def lda_scores(x: torch.Tensor, readout: LDAReadout) -> torch.Tensor:
@@ -45,27 +55,24 @@ def lda_scores(x: torch.Tensor, readout: LDAReadout) -> torch.Tensor:
 
 
 class WhitenedNCMReadout(NamedTuple):
-    whitener: torch.Tensor     # (d, d) Sigma_rho^(-1/2)
+    basis: torch.Tensor        # (d, d) the within-class covariance's eigenvectors V
+    scale: torch.Tensor        # (d,) s_rho^(-1/2): with V, a whitening (cosines do not see the rotation back by V^T)
     mean: torch.Tensor         # (d,) the running mean
     class_means: torch.Tensor  # (C, d) whitened, unit norm
 
 
-def within_eigen(within_covariance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One eigendecomposition serves every rho: shrinkage keeps the eigenvectors."""
-    return torch.linalg.eigh(within_covariance.double())
-
-
 def fit_whitened_ncm(class_means: torch.Tensor, mean: torch.Tensor, eigen, rho: float) -> WhitenedNCMReadout:
     values, vectors = eigen
-    shrunk = (1 - rho) * values.clamp(min=0) + rho * values.clamp(min=0).mean() + 1e-12
-    whitener = (vectors * shrunk.rsqrt()) @ vectors.T
-    centred = (class_means.double() - mean.double()) @ whitener
-    return WhitenedNCMReadout(whitener.float(), mean.float(), torch.nn.functional.normalize(centred, dim=1).float())
+    scale = shrunk_eigenvalues(values, rho).rsqrt()
+    centred = ((class_means.double() - mean.double()) @ vectors) * scale
+    return WhitenedNCMReadout(vectors.float(), scale.float(), mean.float(),
+                              torch.nn.functional.normalize(centred, dim=1).float())
 
 
-def whitened_ncm_scores(x: torch.Tensor, readout: WhitenedNCMReadout) -> torch.Tensor:
-    z = torch.nn.functional.normalize((x.float() - readout.mean) @ readout.whitener, dim=1)
-    return z @ readout.class_means.T
+def whitened_ncm_scores(x: torch.Tensor, readout: WhitenedNCMReadout, rotated: torch.Tensor | None = None):
+    """rotated: (x - mean) @ basis, when readouts of several rho score the same queries (one product for all)."""
+    rotated = (x.float() - readout.mean) @ readout.basis if rotated is None else rotated
+    return torch.nn.functional.normalize(rotated * readout.scale, dim=1) @ readout.class_means.T
 
 
 class KernelRidgeReadout(NamedTuple):
