@@ -66,9 +66,9 @@ def compose_answers(composer, memory, calibration_x, test_sets: dict, train_ids:
     predictions = {name: predict(memory, f.x, batch_size) for name, f in test_sets.items()}
     answers = {name: answer_metrics(composer, p, test_sets[name].y, len(class_names))
                for name, p in predictions.items()}
-    for name, prediction in predictions.items():
+    for name, prediction in predictions.items():  # vars(), not dataclasses.asdict: 10x faster on 10k answers
         with atomic_path(output_dir / f"answers-{name}.jsonl") as tmp:
-            tmp.write_text("".join(json.dumps({**dataclasses.asdict(a), "true_label": int(y)}) + "\n" for a, y in
+            tmp.write_text("".join(json.dumps({**vars(a), "evidence": vars(a.evidence), "true_label": int(y)}) + "\n" for a, y in
                                    zip(composer.compose(memory, prediction, train_ids), test_sets[name].y)))
     correct = lambda name: (predictions[name].labels == test_sets[name].y).numpy()
     plots.risk_coverage({name: metrics.risk_coverage_curve(p.confidence.numpy(), correct(name))
