@@ -32,6 +32,7 @@ import hydra
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -262,12 +263,12 @@ def encode(cfg: DictConfig, output_dir: Path) -> dict:
     start = time.perf_counter()
     check_options(cfg)
     validate_config(cfg)
+    if issubclass(get_class(cfg.encoder._target_), Ensemble):  # before any data or model is loaded
+        raise ConfigError("encoder", cfg.encoder._target_, "neurocl.encode fills the cache of one encoder at a time, "
+                          "and an ensemble keeps no entry of its own (its features are its members' entries)",
+                          "encode each member with its own command (encoder=efficientnet_lite0, then "
+                          "encoder=efficientnet_lite1, ...); the ensemble's runs then hit their entries")
     p = plan(cfg)
-    if isinstance(p.encoder, Ensemble):  # its features are its members' entries, each under the member's key
-        raise ConfigError("encoder", p.encoder.name, "neurocl.encode fills the cache of one encoder at a time, and "
-                          "an ensemble keeps no entry of its own", "encode each member with its own command "
-                          "(encoder=efficientnet_lite0, then encoder=efficientnet_lite1, ...); the ensemble's "
-                          "runs then hit their entries")
     names = [name for name, split in p.splits.items() if not p.cache.cached(p.encoder, split, p.dataset, name)]
     for name in p.splits:
         if name not in names:

@@ -202,6 +202,10 @@ def _check_target(node: DictConfig, path: str):
         if isinstance(child, ListConfig) and any(isinstance(c, DictConfig) and "_target_" in c for c in child):
             _walk(child, full)
             continue
+        if isinstance(child, DictConfig) and any(isinstance(child._get_node(k), DictConfig) and "_target_" in child[k]
+                                                 for k in child):  # named objects (an ensemble's members)
+            _walk(child, full)
+            continue
         value = _value(node, key, full)
         owner = owners[key]
         if (owner, key) == PER_BACKEND:

@@ -53,6 +53,12 @@ def test_a_non_number_names_its_key():
     validate_config(compose("memory.temperature=1"))  # an int where a float is expected is fine
 
 
+def test_an_ensembles_members_are_checked_by_their_own_signatures():
+    assert error("encoder=ensemble", "+encoder.members.lite1.resolutoin=64").key == "encoder.members.lite1.resolutoin"
+    assert error("encoder=ensemble", "encoder.members.lite0.batch_size=abc").key == "encoder.members.lite0.batch_size"
+    validate_config(compose("encoder=ensemble", "encoder.members.lite0.resolution=96"))  # control: a valid change
+
+
 def test_an_unknown_key_lists_the_valid_ones_close_matches_first():
     e = error("+memory.tempreature=0.1")
     assert e.key == "memory.tempreature" and "PrototypeMemory" in e.problem

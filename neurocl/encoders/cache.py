@@ -22,6 +22,7 @@ import torch
 
 from neurocl.data.base import Split
 from neurocl.encoders.base import Encoder, encode_split
+from neurocl.encoders.ensemble import Ensemble
 from neurocl.errors import DataError, NeuroclError
 from neurocl.io import atomic_path, write_json
 
@@ -81,6 +82,8 @@ class FeatureCache:
         """Whether a sound entry for `split` is in the cache (nothing is moved or encoded)."""
         if not self.enabled:
             return False
+        if isinstance(encoder, Ensemble):
+            return all(self.cached(member, split, dataset, split_name) for member in encoder.members)
         key = self.key(encoder, split, dataset, split_name)
         return self._check(*self.paths(key), key, [len(split), encoder.dim]) is None
 
@@ -157,8 +160,6 @@ class FeatureCache:
     def features(self, encoder: Encoder, split: Split, dataset: str, split_name: str) -> torch.Tensor:
         """Cached features of `split`, computing and storing them on a miss. An ensemble's come from its
         members' own entries (encoded on a miss), so each member is encoded once whatever ensembles use it."""
-        from neurocl.encoders.ensemble import Ensemble
-
         if isinstance(encoder, Ensemble):
             return encoder.combine([self.features(member, split, dataset, split_name) for member in encoder.members])
         desc = f"encoding {dataset}/{split_name} with {encoder.name}"

@@ -32,7 +32,7 @@ def within_eigen(within_covariance: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def shrunk_eigenvalues(values: torch.Tensor, rho: float) -> torch.Tensor:
-    """Eigenvalues of (1 - rho) Sigma + rho * mean_eig * I."""
+    """Eigenvalues of (1 - rho) Sigma + rho * mean_eig * I, Sigma's rounding-negative eigenvalues clamped to 0."""
     values = values.clamp(min=0)
     return (1 - rho) * values + rho * values.mean() + 1e-12
 
@@ -95,14 +95,14 @@ def median_squared_distance(inner: torch.Tensor, max_points: int = 2000) -> floa
     """Median squared distance between the first max_points unit vectors, from their inner products."""
     d2 = (2.0 - 2.0 * inner[:max_points, :max_points]).clamp(min=0)
     off = d2[~torch.eye(len(d2), dtype=torch.bool)]
-    return float(off.median()) if len(off) else 1.0
+    return max(float(off.median()), 1e-12) if len(off) else 1.0  # duplicates only: a positive bandwidth still
 
 
 def fit_kernel_ridge(prototypes: torch.Tensor, gram: torch.Tensor, counts: torch.Tensor, shares: torch.Tensor,
                      scale: float, lam: float) -> KernelRidgeReadout:
     """Count-weighted kernel ridge: min sum_i n_i |f(p_i) - h_i / n_i|^2 + lam |f|^2, i.e.
     coefficients = (K + lam diag(1 / n))^-1 shares, by a Cholesky solve (float64)."""
-    system = gram.double()
+    system = gram.to(torch.float64, copy=True)  # the diagonal is added in place: the caller's Gram stays as it is
     system.diagonal().add_(lam / counts.double())
     factor, info = torch.linalg.cholesky_ex(system)
     if int(info):  # numerically singular: a tiny jitter on the diagonal

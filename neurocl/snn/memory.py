@@ -16,10 +16,14 @@ input (the membrane's evidence).
 Learning is test-then-train: each training batch is first answered by the
 network, then its reward (+1 right winner, -1 wrong winner, 0 silent) turns
 the eligibility traces of reward-modulated STDP into weight changes, and only
-then does the store absorb the batch. With `plastic_neurons="new"` only
-concept neurons founded in the current experience learn (older ones are
-consolidated). With `reward_modulation: false` a teacher current drives the
-right label neuron and plain STDP applies.
+then does the store absorb the batch. With `reward_per="neuron"` each label
+neuron gets its own reward (reward_correct for the query's label, reward_wrong
+for the others), and each concept neuron by its prototype's majority label.
+With `plastic_neurons="new"` only concept neurons founded in the current
+experience learn (older ones are consolidated). With
+`reward_modulation: false` a teacher current drives the right label neuron
+and plain STDP applies. A class's first batch earns no reward (the store
+holds none of it yet), so an experience of one batch teaches nothing.
 """
 
 import numpy as np

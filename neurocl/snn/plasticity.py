@@ -108,5 +108,5 @@ def bound_weights(w: torch.Tensor, p: RewardSTDPParameters = RewardSTDPParameter
 
 def reward_stdp_update(w: torch.Tensor, state: RewardSTDPState, reward: torch.Tensor,
                        p: RewardSTDPParameters = RewardSTDPParameters()) -> torch.Tensor:
-    """Shared weights (N_post, N_pre) after the batch's rewards (B,) act on its eligibility traces."""
+    """Shared weights (N_post, N_pre) after the batch's rewards, (B,) or (B, N_post), act on its eligibility traces."""
     return bound_weights(w + reward_stdp_change(state, reward, p).sum(dim=0), p)
