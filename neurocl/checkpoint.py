@@ -5,12 +5,14 @@ One file, `checkpoint.pt` in the run directory, replaced atomically after each e
 refuses, travel as tensors inside a marker dict and come back as arrays.
 """
 
+import inspect
 import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.utils import get_object
 
 from neurocl.errors import ConfigError, DataError
 from neurocl.io import atomic_path
@@ -84,10 +86,22 @@ def check_same_run(saved: dict, current: dict, path: Path):
 
 def _differences(a, b, prefix=""):
     if isinstance(a, dict) and isinstance(b, dict):
+        target = a.get("_target_") if a.get("_target_") == b.get("_target_") else None
         for key in sorted(set(a) | set(b), key=str):
+            if key not in a and target is not None and _is_default(target, key, b[key]):
+                continue  # an option added since the checkpoint was written, at its default: what the run did then
             yield from _differences(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{prefix}{key}.")
     elif a != b:
         yield prefix.rstrip("."), a, b
+
+
+def _is_default(target: str, key: str, value) -> bool:
+    """Whether `value` is the default of option `key` of the class or function `target`."""
+    try:
+        parameter = inspect.signature(get_object(target)).parameters.get(key)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return False
+    return parameter is not None and parameter.default is not inspect.Parameter.empty and parameter.default == value
 
 
 def rng_state() -> dict:

@@ -128,6 +128,16 @@ def test_a_checkpoint_continues_only_its_own_config(tmp_path):
         checkpoint.check_same_run(saved, {**saved, "memory": {"top_k": 5}}, tmp_path)
 
 
+def test_an_option_added_since_the_checkpoint_counts_at_its_default(tmp_path):
+    target = {"_target_": "neurocl.snn.SpikingPrototypeMemory", "top_k": 10}
+    saved = {"seed": 0, "memory": target}  # written before memory.reward_per existed
+    checkpoint.check_same_run(saved, {"seed": 0, "memory": {**target, "reward_per": "query"}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"memory.reward_per: '<absent>' in the checkpoint, 'neuron' now"):
+        checkpoint.check_same_run(saved, {"seed": 0, "memory": {**target, "reward_per": "neuron"}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"memory.reward_per"):  # control: without a target nothing says the default
+        checkpoint.check_same_run({"memory": {"top_k": 10}}, {"memory": {"top_k": 10, "reward_per": "query"}}, tmp_path)
+
+
 KILL_ON_SECOND_CHECKPOINT = """
 import os, signal, sys, torch
 real_save, calls = torch.save, [0]
