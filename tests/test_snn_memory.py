@@ -179,3 +179,16 @@ def test_a_reward_per_neuron_punishes_the_wrong_labels_that_a_right_answer_rewar
 def test_unknown_reward_assignment_is_refused():
     with pytest.raises(ConfigError, match="reward_per"):
         make(reward_per="synapse")
+
+
+def test_an_experience_of_one_batch_teaches_the_network_only_in_chunks():
+    x, y = clusters(spread=0.5)
+    changed = {}
+    for learn_batch_size in (None, 8):
+        memory = make(recurrent=False, stdp_lr=0.05, learn_batch_size=learn_batch_size)
+        stream(memory, x, y, batch=len(y))  # each experience arrives as one batch
+        changed[learn_batch_size] = sum(row["neurons_changed"] for row in memory.plasticity_summary())
+    assert changed[None] == 0  # control: a batch of new classes earns no reward, so nothing is learned
+    assert changed[8] > 0
+    with pytest.raises(ConfigError, match="learn_batch_size"):
+        make(learn_batch_size=0)

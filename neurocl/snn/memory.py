@@ -65,7 +65,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
                  teacher_current: float = 1.0,
                  initial_label_weight: float = 0.5, label_plasticity: dict | None = None,
                  recurrent_plasticity: dict | None = None, plastic_neurons: str = "new", dt: float = 1e-3,
-                 readout: str = "vote", **store_options):
+                 learn_batch_size: int | None = None, readout: str = "vote", **store_options):
         if readout != "vote":  # the network is this memory's readout; the store's vote is its comparison
             raise ConfigError("memory.readout", readout, "the spiking memory reads out through its network",
                               "leave memory.readout=vote with memory=prototypes_snn")
@@ -79,6 +79,10 @@ class SpikingPrototypeMemory(PrototypeMemory):
         self.num_timesteps, self.input_gain, self.dt = num_timesteps, input_gain, dt
         self.reward_modulation, self.reward_correct, self.reward_wrong = reward_modulation, reward_correct, reward_wrong
         self.teacher_current = teacher_current
+        if learn_batch_size is not None and (not isinstance(learn_batch_size, int) or learn_batch_size < 1):
+            raise ConfigError("memory.learn_batch_size", learn_batch_size, "must be a positive integer or null",
+                              "set memory.learn_batch_size=null (learn from each observe batch as a whole)")
+        self.learn_batch_size = learn_batch_size
         if reward_per not in REWARD_PER:
             raise ConfigError("memory.reward_per", reward_per, f"one of {REWARD_PER}", "set memory.reward_per=query")
         self.reward_per = reward_per
@@ -151,9 +155,13 @@ class SpikingPrototypeMemory(PrototypeMemory):
         check_batch(features, self.dim, labels, self.num_classes)
         if experience != self._experience:
             self._start_experience(experience)
-        if len(self.store) > 0:
-            self._learn(features, labels)
-        super().observe(features, labels, experience, ids)
+        ids = torch.arange(len(labels)) if ids is None else torch.as_tensor(ids)
+        size = self.learn_batch_size or len(labels)  # test-then-train in chunks: later chunks learn from earlier ones
+        for start in range(0, len(labels), size):
+            chunk = slice(start, start + size)
+            if len(self.store) > 0:
+                self._learn(features[chunk], labels[chunk])
+            super().observe(features[chunk], labels[chunk], experience, ids[chunk])
         self._seen_classes.update(labels.unique().tolist())
 
     def _learn(self, features, labels):
