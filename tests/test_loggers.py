@@ -87,6 +87,11 @@ def read_wandb_run(run_dir: Path) -> dict:
 
 
 def offline_runs(directory: Path) -> list[dict]:
+    import wandb
+
+    # finish() can return before W&B's service has written a run's whole transaction log (CI once read a log
+    # with no run record); the service flushes and closes every log when it shuts down.
+    wandb.teardown()
     return [read_wandb_run(d) for d in sorted((directory / "wandb").glob("offline-run-*"))]
 
 
