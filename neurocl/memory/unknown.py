@@ -81,7 +81,7 @@ def fit_unknown(store, generator: np.random.Generator, held_out: torch.Tensor | 
     if len(first) < 2:  # one class holds almost every sample: too few mixtures to fit
         return distance_only
     lam = torch.from_numpy(generator.uniform(*MIXTURE_WEIGHTS, size=(len(first), 1))).float()
-    projected = (torch.from_numpy(store.means[ids].astype(np.float32)) - centre) @ basis  # mixing commutes with it
+    projected = (torch.from_numpy(store.means[ids]).float() - centre) @ basis  # mixing commutes with it
     z_mix = lam * projected[first] + (1 - lam) * projected[second]
     class_means = (means - centre) @ basis                      # (C_known, d)
     mix_mean = z_mix.mean(0)
