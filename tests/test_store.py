@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import compose
-from neurocl.errors import DataError
+from neurocl.errors import ConfigError, DataError
 from neurocl.memory import PrototypeMemory
 from neurocl.memory.analyzer import PrototypeAnalyzer
 from neurocl.memory.backends import ExactBackend, FaissBackend, HnswBackend
@@ -110,13 +110,16 @@ def test_running_within_covariance_is_the_pooled_within_class_scatter():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 900)
     x = (rng.standard_normal((900, 6)) @ rng.standard_normal((6, 6)) + 3 * y[:, None]).astype(np.float32)
-    c = Conditioner(6, 3, "whiten")
+    c, partial = Conditioner(6, 3, "whiten"), Conditioner(6, 3, "whiten")
     for i in range(0, 900, 128):  # batches that split every class: the running merge must be exact
         c.update(x[i:i + 128], y[i:i + 128])
+        if i < 768:
+            partial.update(x[i:i + 128], y[i:i + 128])
     pooled = sum((x[y == k] - x[y == k].mean(0)).T.astype(np.float64) @ (x[y == k] - x[y == k].mean(0)) for k in range(3))
+    assert c.within.shape == (6 * 7 // 2,)  # the lower triangle, packed
     assert np.allclose(c.within_covariance().numpy(), pooled / 900, atol=1e-4)
-    # control: what update() keeps is one triangle; read as it is, it is not the covariance
-    assert not np.allclose(c.within / 900, pooled / 900, atol=1e-4)
+    # control: the check tells a covariance missing the last batch apart
+    assert not np.allclose(partial.within_covariance().numpy() * 768 / 900, pooled / 900, atol=1e-4)
 
 
 def test_memory_bytes_count_every_array_the_store_keeps():
@@ -124,9 +127,10 @@ def test_memory_bytes_count_every_array_the_store_keeps():
     s = store(similarity_threshold=0.999, max_prototypes=12, conditioning="whiten", projection_dim=4)
     s.observe(x, y)
     held = [a for a in vars(s.conditioner).values() if isinstance(a, np.ndarray)]
-    assert s.conditioner.basis is not None and sum(a.nbytes for a in held) == s.conditioner.nbytes
+    # (this failed while the conditioner kept a principal basis that memory_bytes left out)
+    assert s.conditioner.W is not None and sum(a.nbytes for a in held) == s.conditioner.nbytes
     per_prototype = sum(getattr(s, name)[0].nbytes for name in s.ARRAYS if getattr(s, name) is not None)
-    assert s.nbytes == per_prototype * len(s) + s.conditioner.nbytes + s.backend.nbytes  # (fails without the basis)
+    assert s.nbytes == per_prototype * len(s) + s.conditioner.nbytes + s.backend.nbytes
 
 
 def test_backends_agree_and_survive_removal_and_re_adding():
@@ -145,6 +149,40 @@ def test_backends_agree_and_survive_removal_and_re_adding():
     assert (ids_e == ids_h).mean() > 0.95 and np.allclose(sims_e[:, 0], sims_h[:, 0], atol=1e-5)
     assert (ids_e == ids_f).all() and np.allclose(sims_e, sims_f, atol=1e-5)
     assert not np.isin(ids_e, np.arange(0, 300, 2)[np.arange(0, 300, 2) != 4]).any()
+
+
+def test_exact_backend_in_float16_answers_as_in_float32_at_half_the_bytes():
+    rng = np.random.default_rng(4)
+    v = rng.standard_normal((400, 32)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    full, half = ExactBackend(32), ExactBackend(32, precision="float16")
+    for b in (full, half):
+        b.upsert(np.arange(400), v)
+        b.remove(np.arange(0, 400, 3))
+    ids_f, sims_f = full.search(v[:50], 5)
+    ids_h, sims_h = half.search(v[:50], 5)
+    assert (ids_f[:, 0] == ids_h[:, 0]).all() and np.abs(sims_f - sims_h).max() < 2e-3
+    assert np.abs(half.vectors(np.array([1, 2])) - v[[1, 2]]).max() < 1e-3
+    assert half.nbytes < 0.6 * full.nbytes
+    with pytest.raises(KeyError):  # control: a removed id has no vector
+        half.vectors(np.array([0]))
+    with pytest.raises(ConfigError, match="precision"):
+        ExactBackend(32, precision="int8")
+
+
+def test_an_older_conditioner_state_loads_to_the_same_covariance():
+    """Checkpoints before the packed scatter kept the full matrix and a principal basis."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 500)
+    x = (rng.standard_normal((500, 12)) + y[:, None]).astype(np.float32)
+    c = Conditioner(12, 3, "whiten", projection_dim=4)
+    c.update(x, y)
+    c.refresh()
+    old = {**c.state_dict(), "within": c.within_covariance().float().numpy() * 500, "basis": np.eye(12, 4, dtype=np.float32)}
+    loaded = Conditioner(12, 3, "whiten", projection_dim=4)
+    loaded.load_state_dict(old)
+    assert np.allclose(loaded.within_covariance().numpy(), c.within_covariance().numpy(), atol=1e-5)
+    assert not hasattr(loaded, "basis") and np.allclose(loaded.transform(x), c.transform(x), atol=1e-5)
 
 
 def test_hnswlib_recall_on_real_features():

@@ -2,7 +2,8 @@
 Each backend owns its save/load: hnswlib writes its graph, the others are rebuilt from the vectors.
 
 Vectors are unit norm and similarity is the inner product (cosine). Ids are
-the store's slot numbers; a removed id may be added again later.
+the store's slot numbers; a removed id may be added again later. The backend
+holds the store's only copy of its conditioned means: vectors(ids) reads them back.
 """
 
 import tempfile
@@ -33,10 +34,14 @@ class ExactBackend(RebuiltOnLoad):
     """Brute force: one matmul and a top-k. On a GPU it beats any index up to about a million vectors.
     The vectors are packed, one row per live id: the store's slots outlive their prototypes (its arrays
     grow past the budget while a batch is absorbed), and searching every slot cost up to 2.6x. Removed
-    rows are dropped at the next search."""
+    rows are dropped at the next search. precision: how the vectors are kept (float16: half the bytes,
+    cosines within about 1e-3); searches compute in float32."""
 
-    def __init__(self, dim: int, device: str = "cpu", seed: int = 0):
-        self.dim, self.device = dim, resolve_device(device)
+    def __init__(self, dim: int, device: str = "cpu", precision: str = "float32", seed: int = 0):
+        if precision not in ("float32", "float16"):
+            raise ConfigError("memory.backend_options.exact.precision", precision, "float32 or float16",
+                              "set it to float32")
+        self.dim, self.device, self.dtype = dim, resolve_device(device), getattr(torch, precision)
         self.rebuild(np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray):
@@ -46,16 +51,16 @@ class ExactBackend(RebuiltOnLoad):
         if ids.max() >= len(self.row_of):
             self.row_of = np.concatenate([self.row_of, np.full(max(int(ids.max()) + 1, 2 * len(self.row_of))
                                                                - len(self.row_of), -1, np.int64)])
-        vectors = torch.as_tensor(vectors, device=self.device, dtype=torch.float32)
+        vectors = torch.as_tensor(vectors, device=self.device, dtype=torch.float32).to(self.dtype)
         rows = self.row_of[ids]
         old = rows >= 0
         if old.any():
-            self.vectors[torch.as_tensor(rows[old], device=self.device)] = vectors[torch.as_tensor(old, device=self.device)]
+            self.matrix[torch.as_tensor(rows[old], device=self.device)] = vectors[torch.as_tensor(old, device=self.device)]
         new = ~old
         if new.any():
             self.row_of[ids[new]] = len(self.ids) + np.arange(int(new.sum()))
             self.ids = torch.cat([self.ids, torch.as_tensor(ids[new], device=self.device)])
-            self.vectors = torch.cat([self.vectors, vectors[torch.as_tensor(new, device=self.device)]])
+            self.matrix = torch.cat([self.matrix, vectors[torch.as_tensor(new, device=self.device)]])
             self.unsorted = True
 
     def remove(self, ids: np.ndarray):
@@ -70,7 +75,7 @@ class ExactBackend(RebuiltOnLoad):
 
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray):
         self.ids = torch.zeros(0, dtype=torch.int64, device=self.device)
-        self.vectors = torch.zeros(0, self.dim, device=self.device)
+        self.matrix = torch.zeros(0, self.dim, device=self.device, dtype=self.dtype)
         self.row_of = np.zeros(0, np.int64)  # slot id -> row, -1: none
         self.dead, self.unsorted = 0, False
         self.upsert(ids, vectors)
@@ -80,10 +85,16 @@ class ExactBackend(RebuiltOnLoad):
         every slot was searched, in id order."""
         keep = (self.ids >= 0).nonzero().squeeze(1)
         keep = keep[self.ids[keep].argsort()]
-        self.ids, self.vectors = self.ids[keep], self.vectors[keep]
+        self.ids, self.matrix = self.ids[keep], self.matrix[keep]
         self.row_of[:] = -1
         self.row_of[self.ids.cpu().numpy()] = np.arange(len(self.ids))
         self.dead, self.unsorted = 0, False
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        rows = self.row_of[np.asarray(ids, np.int64)]
+        if (rows < 0).any():
+            raise KeyError(f"ids not in the index: {np.asarray(ids)[rows < 0][:5].tolist()}")
+        return self.matrix[torch.as_tensor(rows, device=self.device)].float().cpu().numpy()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.dead or self.unsorted:
@@ -91,7 +102,7 @@ class ExactBackend(RebuiltOnLoad):
         k = min(k, len(self.ids))
         if k == 0:
             return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
-        sims = torch.as_tensor(queries, device=self.device, dtype=torch.float32) @ self.vectors.T
+        sims = torch.as_tensor(queries, device=self.device, dtype=torch.float32) @ self.matrix.float().T
         values, rows = sims.topk(k, dim=1)
         return self.ids[rows].cpu().numpy(), values.cpu().numpy()
 
@@ -100,7 +111,7 @@ class ExactBackend(RebuiltOnLoad):
 
     @property
     def nbytes(self) -> int:
-        return len(self) * (4 * self.dim + 8)
+        return len(self) * (self.matrix.element_size() * self.dim + 8)
 
 
 class HnswBackend:
@@ -158,6 +169,11 @@ class HnswBackend:
             self.index.load_index(f"{tmp}/index.hnsw")
         self.removed = set(state["removed"])
 
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        return self.index.get_items(np.asarray(ids), return_type="numpy").astype(np.float32, copy=False)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self))
         if k == 0:
@@ -199,6 +215,11 @@ class FaissBackend(RebuiltOnLoad):
     def remove(self, ids):
         if len(ids):
             self.index.remove_ids(np.asarray(ids, np.int64))
+
+    def vectors(self, ids) -> np.ndarray:
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        return self.index.reconstruct_batch(np.asarray(ids, np.int64))
 
     def search(self, queries, k):
         k = min(k, len(self))

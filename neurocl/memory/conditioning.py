@@ -63,10 +63,10 @@ class Conditioner:
         self.shrinkage, self.out_dim = shrinkage, self.projection_dim or dim
         self.class_counts = np.zeros(num_classes, np.int64)
         self.class_means = np.zeros((num_classes, dim), np.float64)
-        self.within = np.zeros((dim, dim), np.float32) if mode == "whiten" else None  # scatter (lower triangle), not / N
+        # the within-class scatter (not / N), its lower triangle packed row by row: symmetric, half the bytes
+        self.within = np.zeros(dim * (dim + 1) // 2, np.float32) if mode == "whiten" else None
         self.mean = np.zeros(dim, np.float32)
         self.W = None      # None: identity
-        self.basis = None  # (dim, projection_dim) principal subspace, warm start of the next refresh
         self.rho = None    # the shrinkage of the latest refresh
         self.seed = seed
         self.refreshes = 0
@@ -85,24 +85,34 @@ class Conditioner:
             centred = xt - batch_means.float()[torch.from_numpy(inverse)]
             weighted = torch.from_numpy((delta * np.sqrt(n_old * n_new / (n_old + n_new))[:, None]).astype(np.float32))
             rows = torch.cat([centred, weighted]).numpy()
-            # The scatter is symmetric: BLAS syrk adds its lower triangle in place, half a matmul's products
-            # (within_covariance mirrors it).
-            self.within = ssyrk(1.0, rows.T, beta=1.0, c=self.within.T, trans=0, lower=0, overwrite_c=1).T
+            lower = ssyrk(1.0, rows.T, trans=0, lower=0).T  # BLAS syrk: one triangle, half a matmul's products
+            for i in range(self.dim):  # row i of the packed triangle starts at i (i + 1) / 2
+                self.within[i * (i + 1) // 2:(i + 1) * (i + 2) // 2] += lower[i, :i + 1]
         self.class_means[classes] += delta * (n_new / (n_old + n_new))[:, None]
         self.class_counts[classes] = n_old + n_new
 
     def within_covariance(self) -> torch.Tensor:
-        lower = torch.from_numpy(self.within).double().tril()  # what update() keeps (older checkpoints: all of it)
-        return (lower + lower.tril(-1).T) / max(int(self.class_counts.sum()), 1)
+        rows, cols = np.tril_indices(self.dim)
+        covariance = torch.zeros(self.dim, self.dim, dtype=torch.float64)
+        covariance[rows, cols] = covariance[cols, rows] = torch.from_numpy(self.within).double()
+        return covariance / max(int(self.class_counts.sum()), 1)
+
+    def subspace(self) -> torch.Tensor | None:
+        """An orthonormal basis (dim, projection_dim) of the principal subspace that W projects onto; None
+        without a projection. Kept as W alone: W = basis @ (within-class whitening), so the two span it."""
+        if self.projection_dim is None or self.W is None:
+            return None
+        return torch.linalg.qr(torch.from_numpy(self.W).double())[0]
 
     def _principal_subspace(self, covariance: torch.Tensor) -> torch.Tensor:
-        """Top projection_dim eigenvectors by subspace iteration from the previous basis (Rayleigh-Ritz)."""
-        first = self.basis is None
+        """Top projection_dim eigenvectors by subspace iteration from the previous subspace (Rayleigh-Ritz)."""
+        q = self.subspace()
+        first = q is None
         if first:
             generator = torch.Generator().manual_seed(self.seed)
             q = torch.randn(self.dim, self.projection_dim, generator=generator, dtype=covariance.dtype)
         else:
-            q = torch.from_numpy(self.basis).to(covariance.dtype)
+            q = q.to(covariance.dtype)
         for _ in range(SUBSPACE_ITERATIONS[0 if first else 1]):
             q, _ = torch.linalg.qr(covariance @ q)
         _, vectors = torch.linalg.eigh(q.T @ covariance @ q)
@@ -122,7 +132,6 @@ class Conditioner:
                 centred_means = torch.from_numpy(self.class_means[seen] - self.mean).float()
                 weights = torch.from_numpy(self.class_counts[seen] / n).float()
                 basis = self._principal_subspace(within + (centred_means.T * weights) @ centred_means)
-                self.basis = basis.numpy()
                 within = basis.T @ within @ basis
             within = within.double()
             self.rho = (oas_shrinkage(within, float(n - seen.sum())) if self.shrinkage == "oas"
@@ -134,26 +143,29 @@ class Conditioner:
         self.refreshes += 1
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """(N, dim) features (float16, 32 or 64) -> (N, out_dim) float32, unit norm. In torch: its float16
-        conversion is 6x faster than numpy's, and the store conditions every prototype it changes."""
-        z = torch.from_numpy(np.ascontiguousarray(x)).float()
+        """(N, dim) features (float16, 32 or 64) -> (N, out_dim) float32, unit norm. float16 is widened by
+        torch (numpy's astype is 6x slower; the store conditions every prototype it changes)."""
+        z = x if x.dtype == np.float32 else torch.from_numpy(np.ascontiguousarray(x)).float().numpy()
         if self.mode != "none":
-            z = z - torch.from_numpy(self.mean)
+            z = z - self.mean
         if self.W is not None:
-            z = z @ torch.from_numpy(self.W)
-        return torch.nn.functional.normalize(z, dim=1, eps=1e-12).numpy()
+            z = (torch.from_numpy(z) @ torch.from_numpy(self.W)).numpy()
+        norms = np.linalg.norm(z, axis=1, keepdims=True)
+        return z / np.maximum(norms, 1e-12)
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.class_counts, self.class_means, self.mean] + [a for a in (self.within, self.W, self.basis)
-                                                                     if a is not None]
+        arrays = [self.class_counts, self.class_means, self.mean] + [a for a in (self.within, self.W) if a is not None]
         return sum(a.nbytes for a in arrays)
 
-    STATE = ("class_counts", "class_means", "within", "mean", "W", "basis", "rho", "refreshes")
+    STATE = ("class_counts", "class_means", "within", "mean", "W", "rho", "refreshes")
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.STATE}
 
     def load_state_dict(self, state: dict):
         for k, v in state.items():
-            setattr(self, k, v.copy() if isinstance(v, np.ndarray) else v)
+            if k in self.STATE:  # older checkpoints also kept the principal basis, now read from W
+                setattr(self, k, v.copy() if isinstance(v, np.ndarray) else v)
+        if self.within is not None and self.within.ndim == 2:  # older checkpoints: the full matrix
+            self.within = np.ascontiguousarray(self.within[np.tril_indices(self.dim)], np.float32)

@@ -99,10 +99,10 @@ class PrototypeStore:
         self.active = np.zeros(capacity, bool)
         self.directions = np.zeros((capacity, d), np.float16) if self.split_threshold else None
         self.direction_var = np.zeros(capacity, np.float32)
-        self.z = np.zeros((capacity, self.conditioner.out_dim), np.float32)  # conditioned means, kept in step
 
+    # The conditioned means live in the search backend only (one copy): conditioned() reads them back.
     ARRAYS = ("means", "counts", "label_counts", "spread", "age", "last_used", "uses", "exemplars", "active",
-              "directions", "direction_var", "z")
+              "directions", "direction_var")
 
     def _free_slots(self, count: int) -> np.ndarray:
         """`count` inactive slots, lowest first; the arrays grow (doubling) when there are too few."""
@@ -127,11 +127,12 @@ class PrototypeStore:
         return int(self.active.sum())
 
     def conditioned(self, ids: np.ndarray) -> np.ndarray:
-        """The prototypes' means in the conditioned space (unit norm), as indexed."""
-        return self.z[ids]
+        """The live prototypes' means in the conditioned space (unit norm), as indexed."""
+        return self.backend.vectors(ids)
 
     def _condition(self, ids: np.ndarray):
-        self.z[ids] = self.conditioner.transform(self.means[ids])
+        """(Re)index prototypes whose means changed."""
+        self.backend.upsert(ids, self.conditioner.transform(self.means[ids]))
 
     def majority(self, ids) -> np.ndarray:
         return self.label_counts[ids].argmax(axis=-1)
@@ -175,8 +176,6 @@ class PrototypeStore:
         self._absorb_batch(target[absorbed], x[absorbed], z[absorbed], sims[absorbed], y[absorbed],
                            sample_ids[absorbed])
         self.step += len(x)
-        touched = np.unique(target)
-        self.backend.upsert(touched, self.conditioned(touched))
         self.enforce_budget()  # the budget holds after every batch, not only after maintenance
         self.since_maintenance += len(x)
         if self.since_maintenance >= self.maintenance_interval:
@@ -280,8 +279,7 @@ class PrototypeStore:
         """New conditioning statistics; the index is rebuilt in the new space."""
         self.conditioner.refresh()
         ids = self.ids
-        self._condition(ids)
-        self.backend.rebuild(ids, self.conditioned(ids))
+        self.backend.rebuild(ids, self.conditioner.transform(self.means[ids]))
         self.counts_at_refresh = self.conditioner.class_counts.copy()
         self.events["refreshes"] += 1
 
@@ -310,7 +308,7 @@ class PrototypeStore:
             k = min(CANDIDATES, len(members) - 1)
             if k < 1:
                 continue
-            z = torch.from_numpy(self.z[members])
+            z = torch.from_numpy(self.conditioned(members))
             sims = z @ z.T
             sims.fill_diagonal_(-np.inf)
             values, near = sims.topk(k, dim=1)
@@ -338,9 +336,8 @@ class PrototypeStore:
             keep_i.append(i), keep_k.append(k), keep_s.append(sim)
         if keep_i:
             I, K = np.array(keep_i, np.int64), np.array(keep_k, np.int64)
-            self._merge_into(I, K, np.array(keep_s))
+            self._merge_into(I, K, np.array(keep_s))  # re-indexes I
             self.backend.remove(K)
-            self.backend.upsert(I, self.conditioned(I))
         self.events["merges"] += len(keep_i)
         return len(keep_i)
 
@@ -388,7 +385,6 @@ class PrototypeStore:
             self.directions[j] = self.directions[k] = 0
             new += [int(j), int(k)]
         self._condition(np.array(new, np.int64))
-        self.backend.upsert(np.array(new, np.int64), self.conditioned(np.array(new, np.int64)))
         self.events["splits"] += len(split)
 
     def _prune(self, count: int):
@@ -404,6 +400,9 @@ class PrototypeStore:
         """Arrays and metadata; `with_index` adds the search index itself (a checkpoint must not rebuild an
         approximate graph, which would answer differently)."""
         arrays = {name: getattr(self, name).copy() for name in self.ARRAYS if getattr(self, name) is not None}
+        # the conditioned means, slot-indexed as before: a rebuilt index gets exactly the vectors it had
+        arrays["z"] = np.zeros((len(self.active), self.conditioner.out_dim), np.float32)
+        arrays["z"][self.ids] = self.conditioned(self.ids)
         arrays.update({f"conditioner.{k}": v.copy() for k, v in self.conditioner.state_dict().items()
                        if isinstance(v, np.ndarray)})
         meta = {"step": self.step, "since_maintenance": self.since_maintenance,
@@ -431,7 +430,7 @@ class PrototypeStore:
             self.backend.load_index_state(state["index"])
         elif rebuild_index:
             ids = self.ids
-            self.backend.rebuild(ids, self.conditioned(ids))
+            self.backend.rebuild(ids, self._saved_vectors(arrays, ids))
 
     def save(self, directory):
         """Prototypes, conditioning statistics and the index itself into `directory`, each file atomically."""
@@ -465,7 +464,10 @@ class PrototypeStore:
                             "Fix: load it with the encoder it was built with.")
         self.load_state_dict({"arrays": arrays, "meta": meta}, rebuild_index=False)
         ids = self.ids
-        self.backend.load(directory, meta.get("backend", {}), ids, self.conditioned(ids))
+        self.backend.load(directory, meta.get("backend", {}), ids, self._saved_vectors(arrays, ids))
+
+    def _saved_vectors(self, arrays: dict, ids: np.ndarray) -> np.ndarray:
+        return arrays["z"][ids] if "z" in arrays else self.conditioner.transform(self.means[ids])
 
     # -- statistics ---------------------------------------------------------------------------
     @property

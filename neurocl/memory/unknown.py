@@ -65,7 +65,8 @@ def fit_unknown(store, generator: np.random.Generator, held_out: torch.Tensor | 
 
     # the mixture discriminant, in the conditioner's principal subspace (all dimensions without one)
     centre = torch.from_numpy(c.mean).float()
-    basis = torch.from_numpy(c.basis).float() if c.basis is not None else torch.eye(D)
+    subspace = c.subspace()
+    basis = subspace.float() if subspace is not None else torch.eye(D)
     d = basis.shape[1]
     ids = store.ids
     labels, counts = store.majority(ids), store.counts[ids].astype(np.float64)
