@@ -60,6 +60,25 @@ def test_gaussian_kernel_and_count_weighted_ridge():
     assert torch.equal(gram64, gram.double())  # the caller's Gram is not changed, float64 or not
 
 
+def test_refined_float32_solve_reaches_float64_accuracy_and_falls_back_when_it_cannot():
+    g = torch.Generator().manual_seed(3)
+    points = torch.nn.functional.normalize(torch.randn(400, 3, generator=g, dtype=torch.float64), dim=1)
+    kernel = torch.exp(-torch.cdist(points, points) ** 2)  # 400 points on a sphere: ill-conditioned
+    rhs = torch.rand(400, 4, generator=g, dtype=torch.float64)
+    for ridge in (1e-2, 1e-4):  # condition numbers about 1e4 and 1e6 (the store's are 8e3 to 4e5): refined
+        system = kernel + ridge * torch.eye(400, dtype=torch.float64)
+        exact = torch.linalg.solve(system, rhs)
+        solved = readouts.solve_positive_definite(system, rhs)
+        assert (solved - exact).abs().max() / exact.abs().max() < 1e-9
+        # control: float32 alone is far from float64 at these condition numbers
+        plain = torch.linalg.solve(system.float(), rhs.float()).double()
+        assert (plain - exact).abs().max() / exact.abs().max() > 1e-6
+    # beyond float32's reach (condition number about 1e12): the float64 factorisation answers
+    system = kernel + 1e-10 * torch.eye(400, dtype=torch.float64)
+    float64 = readouts._cholesky_solve(torch.linalg.cholesky(system), rhs)
+    assert torch.equal(readouts.solve_positive_definite(system, rhs), float64)
+
+
 def test_the_bandwidth_stays_positive_when_every_prototype_is_the_same():
     same = torch.nn.functional.normalize(torch.ones(5, 3), dim=1)
     assert readouts.median_squared_distance(same @ same.T) > 0

@@ -10,8 +10,8 @@
   -mu^T Lambda mu / 2 bias, which penalises classes far from the centre; strong on small, imbalanced classes).
 - kernel ridge: a Gaussian kernel exp(-|z - p|^2 / (bandwidth * median |p_i - p_j|^2)) between
   centred, unit-norm features and prototype means, each prototype weighted by its count, regressing
-  its label shares (exact: one n x n Cholesky solve per bandwidth and ridge, O(n^3), about a second
-  at n = 5,000 on 2 cores).
+  its label shares (exact: one n x n Cholesky solve per bandwidth and ridge, O(n^3), about half a
+  second at n = 5,000 on 2 cores, float32 refined to float64 accuracy).
 
 Every function takes tensors and returns (N, C) scores; unseen classes are the caller's to mask.
 """
@@ -104,13 +104,36 @@ def fit_kernel_ridge(prototypes: torch.Tensor, gram: torch.Tensor, counts: torch
     coefficients = (K + lam diag(1 / n))^-1 shares, by a Cholesky solve (float64)."""
     system = gram.to(torch.float64, copy=True)  # the diagonal is added in place: the caller's Gram stays as it is
     system.diagonal().add_(lam / counts.double())
+    return KernelRidgeReadout(prototypes, solve_positive_definite(system, shares.double()).float(), scale)
+
+
+def _cholesky_solve(factor: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Two triangular solves: 3x faster than torch.cholesky_solve on the CPU."""
+    half = torch.linalg.solve_triangular(factor, rhs, upper=False)
+    return torch.linalg.solve_triangular(factor.T, half, upper=True)
+
+
+def solve_positive_definite(system: torch.Tensor, rhs: torch.Tensor, max_steps: int = 8) -> torch.Tensor:
+    """system^-1 rhs (float64) to float64 accuracy: a float32 Cholesky factor refined with float64 residuals
+    until they stop shrinking (mixed-precision iterative refinement, LAPACK's dsposv; 1.5x faster than a
+    float64 factorisation at n = 5,000 on 2 cores). Falls back to float64 when the float32 factorisation
+    fails or the refinement does not converge (condition numbers beyond about 1e7)."""
+    factor, info = torch.linalg.cholesky_ex(system.float())
+    if not int(info):
+        x, previous, scale = _cholesky_solve(factor, rhs.float()).double(), float("inf"), float(rhs.norm())
+        for _ in range(max_steps):
+            residual = rhs - system @ x
+            current = float(residual.norm())
+            if current > 0.5 * previous:  # no longer shrinking: float64 rounding reached
+                break
+            previous = current
+            x = x + _cholesky_solve(factor, residual.float()).double()
+        if current <= 1e-8 * scale:
+            return x
     factor, info = torch.linalg.cholesky_ex(system)
     if int(info):  # numerically singular: a tiny jitter on the diagonal
         factor = torch.linalg.cholesky(system + 1e-6 * torch.eye(len(system), dtype=system.dtype))
-    # two triangular solves: 3x faster than torch.cholesky_solve on the CPU
-    half = torch.linalg.solve_triangular(factor, shares.double(), upper=False)
-    coefficients = torch.linalg.solve_triangular(factor.T, half, upper=True)
-    return KernelRidgeReadout(prototypes, coefficients.float(), scale)
+    return _cholesky_solve(factor, rhs)
 
 
 def kernel_ridge_scores(z: torch.Tensor, readout: KernelRidgeReadout) -> torch.Tensor:
