@@ -110,6 +110,38 @@ def spike_raster(record, slots, concept_labels, true_labels, path, class_names=N
     plt.close(fig)
 
 
+def search_raster(record, slots, similarity, concept_labels, true_labels, path, class_names=None, dt_ms: float = 1.0):
+    """Per query: each simulated search neuron's spike time against its similarity (B, M), coloured by its
+    prototype's label (filled: a winner, hollow: fired too late, grey cross: silent), the k-gate and the answer."""
+    first = record.first_spike.numpy()
+    B = first.shape[0]
+    names = class_names or [str(c) for c in range(int(concept_labels.max()) + 1)]
+    cmap = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, B, figsize=(3.2 * B, 3.8), squeeze=False)
+    answers = record.label_potential.argmax(dim=1)
+    for b, ax in enumerate(axes[0]):
+        for m in np.flatnonzero((slots[b] >= 0).numpy()):
+            colour, sim = cmap(int(concept_labels[b, m]) % 10), float(similarity[b, m])
+            if first[b, m] < 0:
+                ax.scatter(sim, float(record.answer_step[b]) * dt_ms, s=6, color="lightgrey", marker="x")
+            else:
+                ax.scatter(sim, first[b, m] * dt_ms, s=14, edgecolors=colour,
+                           facecolors=colour if record.winners[b, m] else "none")
+        for step, style, name in ((record.gate_step[b], "--", "k-gate"), (record.answer_step[b], "-", "answer")):
+            if step >= 0:
+                ax.axhline(float(step) * dt_ms, color="grey", ls=style, lw=0.8, label=name)
+        ax.set_xlabel("similarity to the query", fontsize=8)
+        ax.set_ylabel("first spike (ms)", fontsize=8)
+        ax.legend(fontsize=6)
+        answer = names[int(answers[b])][:12] if not record.silent[b] else "silent"
+        ax.set_title(f"true: {names[int(true_labels[b])][:12]}\nspiking answer: {answer}", fontsize=8)
+    fig.suptitle("search layer: the nearest prototypes fire first, the first k win", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
 def readout_comparison(rows: list[dict], conditions: list[str], other: str, path, title: str = ""):
     """Each setting's own readout against `other` (e.g. the store's vote) on the same prototypes, per condition.
     Points above the diagonal: the memory's own answer is the better one."""

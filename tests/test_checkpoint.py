@@ -19,7 +19,7 @@ from test_memory import clusters
 MEMORIES = sorted(p.stem for p in (CONF / "memory").glob("*.yaml")) + ["prototypes_hnswlib"]
 SMALL = {"prototypes_hnswlib": ["memory.backend=hnswlib"], "replay": ["memory.optimizer.lr=0.1", "memory.strategy.mem_size=20"],
          "ranpac": ["memory.projection_dim=64"], "icarl": ["memory.hidden=16"],
-         "cope": ["memory.strategy.train_mb_size=8", "memory.hidden=16"], "prototypes_snn": ["memory.num_timesteps=8"]}
+         "cope": ["memory.strategy.train_mb_size=8", "memory.hidden=16"], "prototypes_snn": []}
 NETWORK = ["memory.strategy.train_epochs=1", "memory.strategy.train_mb_size=8"]
 
 
@@ -152,7 +152,7 @@ import runpy
 sys.argv = ["neurocl.run", *sys.argv[1:]]
 runpy.run_module("neurocl.run", run_name="__main__")
 """
-RUN_SETTINGS = {"prototypes": [], "prototypes_snn": ["memory.num_timesteps=8"],
+RUN_SETTINGS = {"prototypes": [], "prototypes_snn": [],
                 "naive": ["memory.strategy.train_epochs=2", "memory.strategy.train_mb_size=16"]}
 
 

@@ -28,7 +28,7 @@ from test_sweeps import ENV, slurm  # noqa: F401  (slurm: the fixture that skips
 
 # digits with raw pixels, slowed by the spiking memory's timesteps: about 2 s an experience here, so that a job
 # requeued after its first checkpoint still has most of its stream ahead of it when SIGKILL comes 5 s later.
-CONFIG = ["experiment=digits_quick", "memory=prototypes_snn", "memory.num_timesteps=500"]
+CONFIG = ["experiment=digits_quick", "memory=prototypes_snn", "memory.network=topk_currents", "memory.num_timesteps=500"]
 
 
 def squeue(name: str) -> dict:

@@ -1,4 +1,5 @@
-"""`memory=prototypes_snn` on real Norse neurons: it learns, protects what it does not touch, reports and exports."""
+"""`memory=prototypes_snn memory.network=topk_currents` on real Norse neurons: it learns, protects what it does not
+touch, reports and exports (the end-to-end network's tests are in test_snn_network.py)."""
 
 import copy
 
@@ -17,7 +18,8 @@ NEURONS = {name: instantiate(compose(f"neuron={name}").neuron) for name in ("lif
 
 
 def make(neuron="lif", **kwargs):
-    options = dict(conditioning="none", backend="exact", similarity_threshold=0.9, top_k=5, seed=0)
+    options = dict(conditioning="none", backend="exact", similarity_threshold=0.9, top_k=5, seed=0,
+                   network="topk_currents")
     return SpikingPrototypeMemory(16, 4, NEURONS[neuron], **{**options, **kwargs})
 
 
@@ -102,6 +104,7 @@ def test_readouts_state_dict_and_nir_round_trip(tmp_path):
     graph = nir.read(path)
     N = len(memory.store)
     assert set(graph.nodes) == {"input", "concept", "recurrent", "readout", "label", "output"}
+    assert graph.metadata["network"] == "topk_currents"
     assert ("recurrent", "concept") in graph.edges and ("readout", "label") in graph.edges
     assert isinstance(graph.nodes["concept"], nir.CubaLIF) and graph.nodes["concept"].tau_mem.shape == (N,)
     ids = torch.from_numpy(memory.store.ids)
@@ -134,7 +137,7 @@ def test_bad_input_and_config_are_named():
 
 def test_an_unknown_neuron_model_is_named():
     with pytest.raises(ConfigError, match="neuron"):
-        SpikingPrototypeMemory(16, 4, neuron={"tau": 1.0}, backend="exact")
+        SpikingPrototypeMemory(16, 4, neuron={"tau": 1.0}, backend="exact", network="topk_currents")
 
 
 @pytest.mark.parametrize("plastic", ["new", "all"])

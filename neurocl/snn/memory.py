@@ -1,6 +1,19 @@
-"""`memory=prototypes_snn`: an attractor memory of spiking neurons over the prototype store.
+"""`memory=prototypes_snn`: the prototype store read out by spiking neurons.
 
-One concept neuron per prototype (the population follows the store's slots
+`network: end_to_end` (the default): the whole memory is one spiking network (neurocl/snn/network.py):
+the search layer's synapses hold the store's conditioned prototypes, first-spike order and lateral
+inhibition choose the top-k, and label integrators read the winners through synapses that hold each
+prototype's label shares. What learns, and where a chip could do it:
+
+    founding a prototype          one-shot imprinting of a new search neuron's synapses    local
+    absorbing a sample            EMA (instar) update of the winner's synapses             local
+    label association             Hebbian counts, read as shares                           local
+    whitening refresh, Ward merges, splits, pruning under the budget                     host maintenance
+
+`network: topk_currents` is the earlier readout, kept for its studies: the host searches, and the
+top-k similarities drive an attractor network that learns by reward-modulated STDP (below).
+
+topk_currents: one concept neuron per prototype (the population follows the store's slots
 through foundings, merges and splits) and one label neuron per class. A query's
 top-k prototypes drive their concept neurons with the current
 
@@ -39,10 +52,18 @@ from neurocl.snn.plasticity import (RewardSTDPParameters, check_parameters, rewa
 from neurocl.snn.neurons import (ParametricLIFParameters, base_parameters, check_timesteps, initial_state,
                                  simulate)
 from neurocl.snn.synapses import ConceptSynapses
+from neurocl.snn import network as e2e
+from neurocl.snn.nir_graph import FORMAT, cuba_li, cuba_lif
 
 # Energy conventions (45 nm): a synaptic operation 0.9 pJ (an accumulate), a multiply-accumulate 4.6 pJ
 # (Horowitz, ISSCC 2014), as used across the SNN literature to compare with the equivalent dense network.
 PJ_PER_SOP, PJ_PER_MAC = 0.9, 4.6
+NETWORKS = ("end_to_end", "topk_currents")
+TOPK_CURRENTS_TIMESTEPS = 20
+WEIGHTS = ("float32", "int8")
+# Energy per operation at 45 nm (Horowitz, ISSCC 2014): fp32 add 0.9 pJ, fp32 multiply 3.7 pJ; int8 add 0.03 pJ,
+# int8 multiply 0.2 pJ. A MAC is a multiply and an add; a synaptic operation or a neuron-state update an add.
+PJ = {"float32": {"add": 0.9, "mac": 4.6}, "int8": {"add": 0.03, "mac": 0.23}}
 REWARD_PER = ("query", "neuron")  # one reward per query (its winner right or wrong), or one per postsynaptic neuron
 
 
@@ -59,7 +80,8 @@ def plasticity_rule(key: str, options: dict | None, shared: dict) -> RewardSTDPP
 
 class SpikingPrototypeMemory(PrototypeMemory):
     def __init__(self, dim: int, num_classes: int, neuron, top_k: int = 10, temperature: float = 0.1,
-                 num_timesteps: int = 20, input_gain: float = 2.0, recurrent: bool = True,
+                 network: str = "end_to_end", weights: str = "float32", search_gain: float = 40.0,
+                 ramp_steps: int = 50, window: float = 0.2, num_timesteps: int | None = None, input_gain: float = 2.0, recurrent: bool = True,
                  recurrent_fan_in: int = 32, stdp_lr: float = 0.001, reward_modulation: bool = True,
                  reward_correct: float = 1.0, reward_wrong: float = -1.0, reward_per: str = "query",
                  teacher_current: float = 1.0,
@@ -70,7 +92,23 @@ class SpikingPrototypeMemory(PrototypeMemory):
             raise ConfigError("memory.readout", readout, "the spiking memory reads out through its network",
                               "leave memory.readout=vote with memory=prototypes_snn")
         super().__init__(dim, num_classes, top_k, temperature, readout=readout, **store_options)
+        if network not in NETWORKS:
+            raise ConfigError("memory.network", network, f"one of {NETWORKS}", "set memory.network=end_to_end")
+        if weights not in WEIGHTS:
+            raise ConfigError("memory.weights", weights, f"one of {WEIGHTS}", "set memory.weights=float32")
+        if network == "end_to_end" and type(neuron).__name__ != "LIFParameters":
+            raise ConfigError("neuron", type(neuron).__name__, "the end-to-end network has its own LIF populations",
+                              "use neuron=lif, or memory.network=topk_currents for alif and plif")
+        if weights == "int8" and network != "end_to_end":
+            raise ConfigError("memory.weights", weights, "int8 weights are an option of the end-to-end network",
+                              "set memory.network=end_to_end or memory.weights=float32")
+        self.network, self.weights = network, weights
+        if num_timesteps is None:
+            num_timesteps = e2e.NetworkParameters().num_timesteps if network == "end_to_end" else TOPK_CURRENTS_TIMESTEPS
         check_timesteps(num_timesteps)
+        self.network_parameters = e2e.check_network(e2e.NetworkParameters(
+            top_k=top_k, search_gain=search_gain, ramp_steps=ramp_steps, window=window, num_timesteps=num_timesteps,
+            dt=dt)) if network == "end_to_end" else None
         if input_gain <= 0:
             raise ConfigError("memory.input_gain", input_gain, "must be positive", "set memory.input_gain=2.0")
         initial_state(neuron, (0,), torch.zeros(0))  # a neuron model we can step, or a ConfigError naming it
@@ -96,7 +134,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         self.synapses = ConceptSynapses(num_classes, initial_label_weight, recurrent_fan_in,
                                         float(neuron.lif.tau_mem_inv) if self.plif else None)
         self.store.listeners.append(self.synapses)
-        self.activity = {"queries": 0, "candidates": 0, "concept_spikes": 0.0, "label_spikes": 0.0, "sops": 0.0}
+        self.activity = {"queries": 0, "candidates": 0, "concept_spikes": 0.0, "label_spikes": 0.0, "sops": 0.0,
+                         "steps": 0.0, "silent": 0, "label_synapses_used": 0.0}
         self.plasticity = []  # one entry per experience: which label synapses learning touched
         self._seen_classes, self._experience, self._experience_start = set(), None, 0
 
@@ -120,10 +159,80 @@ class SpikingPrototypeMemory(PrototypeMemory):
         drive = record.label_drive.detach()
         return record.label_counts.detach() + 0.5 * drive / drive.amax(dim=1, keepdim=True).clamp(min=1e-12)
 
+    # -- the end-to-end network ----------------------------------------------------------------
+    def network_layers(self):
+        """(prototype slots (N,), search synapses (N, d'), label synapses (N, C)) as the network holds them:
+        the store's conditioned prototypes and each prototype's label shares; int8: rounded to 8 bits."""
+        ids = self.store.ids
+        search = torch.from_numpy(self.store.conditioned(ids)).float()
+        counts = torch.from_numpy(self.store.label_counts[ids].astype(np.float32))
+        label = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+        if self.weights == "int8":
+            search, label = quantize_int8(search), quantize_int8(label)
+        return ids, search, label
+
+    def network_input(self, features) -> torch.Tensor:
+        """The query as the network's input: the store's conditioning (whitening, unit norm), on the host."""
+        return torch.from_numpy(self.store.conditioner.transform(features.float().numpy())).float()
+
+    def run_network(self, features):
+        """(record over each query's simulated search neurons, their slots (-1 past a query's own), layers)."""
+        ids, search, label = self.network_layers()
+        record, columns = e2e.simulate_search(self.network_input(features) @ search.T, label, self.network_parameters)
+        slots = torch.where(columns >= 0, torch.from_numpy(ids)[columns.clamp(min=0)], -1)
+        return record, slots, (ids, search, label)
+
+    def _predict_end_to_end(self, features) -> Prediction:
+        record, slots, (_, search, label) = self.run_network(features)
+        scores = record.label_potential.clone()
+        seen = self.known_classes()
+        scores[:, ~seen] = 0.0
+        confidence = scores.max(dim=1).values / scores.sum(dim=1).clamp(min=1e-12)  # the winner's share
+        scores[:, ~seen] = float("-inf")
+        scores[record.silent] = float("-inf")  # no search neuron fired: abstain
+        # evidence: the winners, first to fire first
+        order = torch.where(record.winners, record.first_spike, torch.iinfo(torch.long).max).argsort(dim=1, stable=True)
+        k = self.top_k
+        winners = torch.where(record.winners.gather(1, order)[:, :k], slots.gather(1, order)[:, :k], -1)
+        cost = self._network_cost(record, winners, search, label)
+        return prediction_from_scores(scores, {"prototype_ids": winners, "confidence": confidence,
+                                               "spikes": cost["spikes"], "sops": cost["sops"],
+                                               "answer_step": record.answer_step})
+
+    def _network_cost(self, record, winners, search, label) -> dict:
+        """Per query: spikes, spike-driven synaptic operations, steps to the answer; added to the activity."""
+        N, d = search.shape
+        steps = (record.answer_step + 1).clamp(min=0).to(torch.float64)
+        fired = (record.first_spike >= 0).sum(dim=1).to(torch.float64)
+        gate_on = (record.gate_step >= 0).long()  # the k-gate fires once
+        first = torch.where(record.first_spike >= 0, record.first_spike, torch.iinfo(torch.long).max).amin(dim=1)
+        start_on = torch.where(record.answer_step >= 0, record.answer_step - first + 1, 0)
+        gate_spikes = (gate_on + start_on + (record.answer_step >= 0).long()).to(torch.float64)
+        used = winners.clamp(min=0)
+        position = torch.full((len(self.store.active),), -1, dtype=torch.long)
+        position[torch.from_numpy(self.store.ids)] = torch.arange(N)
+        fan_out = (label[position[used]] != 0).sum(dim=2).to(torch.float64) * (winners >= 0)
+        readout = fan_out.sum(dim=1)
+        # a search spike reaches itself (self-inhibition), the count line and its label synapses; the k-gate's
+        # spikes reach all N search neurons; the start gate's reach the end gate
+        sops = readout + 2 * fired + gate_on.to(torch.float64) * N + start_on.to(torch.float64)
+        a = self.activity
+        a["queries"] += len(steps)
+        a["candidates"] += int(fired.sum())
+        a["concept_spikes"] += float(fired.sum())
+        a["label_spikes"] += float(gate_spikes.sum())
+        a["sops"] += float(sops.sum())
+        a["steps"] += float(steps.sum())
+        a["silent"] += int(record.silent.sum())
+        a["label_synapses_used"] += float(readout.sum())
+        return {"spikes": (fired + gate_spikes).float(), "sops": sops.float()}
+
     def predict(self, features) -> Prediction:
         check_batch(features, self.dim)
         if len(self.store) == 0:
             return prediction_from_scores(torch.full((len(features), self.num_classes), float("-inf")))
+        if self.network == "end_to_end":
+            return self._predict_end_to_end(features)
         slots, currents = self._candidates(features)
         with torch.no_grad():
             record = self._simulate(slots, currents)
@@ -159,7 +268,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         size = self.learn_batch_size or len(labels)  # test-then-train in chunks: later chunks learn from earlier ones
         for start in range(0, len(labels), size):
             chunk = slice(start, start + size)
-            if len(self.store) > 0:
+            if len(self.store) > 0 and self.network == "topk_currents":  # end_to_end: the store's own rules
                 self._learn(features[chunk], labels[chunk])
             super().observe(features[chunk], labels[chunk], experience, ids[chunk])
         self._seen_classes.update(labels.unique().tolist())
@@ -246,6 +355,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
 
     # -- reporting -----------------------------------------------------------------------------
     def stats(self) -> dict:
+        if self.network == "end_to_end":
+            return self._stats_end_to_end()
         a = self.activity
         queries = max(a["queries"], 1)
         k = a["candidates"] / queries
@@ -276,6 +387,46 @@ class SpikingPrototypeMemory(PrototypeMemory):
                                  "min": float(tau_ms.min()), "max": float(tau_ms.max())}
         return out
 
+    def _stats_end_to_end(self) -> dict:
+        """Spikes, operations and energy per query, everything counted, beside the store's dense search and vote."""
+        a, p = self.activity, self.network_parameters
+        queries = max(a["queries"], 1)
+        ids = self.store.ids
+        N, C = len(ids), self.num_classes
+        d = self.store.conditioner.out_dim
+        steps = a["steps"] / queries
+        label_synapses = int((self.store.label_counts[ids] > 0).sum())
+        synapses = N * (d + 1) + label_synapses + 3 * N + 2  # search (+ clock), labels, self, count line, k-gate, start
+        ops = {"search_macs": N * d,                 # the query's d values onto N x d synapses, held for the run
+               "clock_adds": N * steps,              # the clock line onto every search neuron, each step
+               "neuron_updates": (N + 3 + C) * steps,
+               "readout_sops": a["label_synapses_used"] / queries,
+               "spike_sops": a["sops"] / queries}    # every synaptic event a spike causes, the readout's included
+        weight_reads = N * (d + 1) + ops["readout_sops"]
+        pj = PJ[self.weights]
+        snn_pj = ops["search_macs"] * pj["mac"] + (ops["clock_adds"] + ops["spike_sops"]) * pj["add"] \
+            + ops["neuron_updates"] * PJ["float32"]["add"]  # membranes stay float32, as the runtimes keep them
+        dense_macs = N * d + self.top_k * C
+        return {**PrototypeMemory.stats(self),
+                "memory_bytes": self.store.nbytes, "network": "end_to_end", "weights": self.weights,
+                "concept_neurons": N, "label_neurons": C, "label_synapses": label_synapses,
+                "queries": a["queries"], "silent": a["silent"],
+                "spikes_per_query": (a["concept_spikes"] + a["label_spikes"]) / queries,
+                "search_spikes_per_query": a["concept_spikes"] / queries,
+                "steps_to_answer": steps, "sops_per_query": ops["spike_sops"],
+                "spikes_per_synapse": ops["spike_sops"] / synapses,
+                "energy": {"convention": "45 nm, Horowitz (ISSCC 2014): fp32 MAC 4.6 pJ, add 0.9 pJ; int8 MAC 0.23 pJ, "
+                                         "add 0.03 pJ. Spiking network: the search layer's MACs (the graded query "
+                                         "held on N x d synapses) at the weights' precision, the clock and every "
+                                         "spike's synaptic event as adds at that precision, every neuron-state update "
+                                         "per step as an fp32 add. Dense: the store's search (N x d MACs) and its "
+                                         "top-k vote (k x C MACs) at the same precision",
+                           "operations_per_query": ops, "weight_reads_per_query": weight_reads,
+                           "synapses": synapses, "snn_pJ_per_query": snn_pj,
+                           "dense_macs_per_query": dense_macs, "dense_pJ_per_query": dense_macs * pj["mac"],
+                           "snn_over_dense": snn_pj / (dense_macs * pj["mac"]) if dense_macs else None,
+                           "spikes_per_synapse_range_where_snn_wins": [0.15, 1.38]}}
+
     exports_nir = True
 
     def readouts(self) -> dict:
@@ -288,6 +439,14 @@ class SpikingPrototypeMemory(PrototypeMemory):
 
         out = super().write_artifacts(output_dir, queries, labels, class_names, observed_samples)
         few = torch.arange(0, len(labels), max(1, len(labels) // 4))[:4]
+        if self.network == "end_to_end":
+            record, slots, _ = self.run_network(queries[few])
+            prototypes = torch.from_numpy(self.store.conditioned(slots.clamp(min=0).reshape(-1).numpy()))
+            similarity = torch.einsum("bmd,bd->bm", prototypes.reshape(*slots.shape, -1), self.network_input(queries[few]))
+            majority = torch.from_numpy(self.store.majority(slots.clamp(min=0).numpy()))
+            plots.search_raster(record, slots, similarity, majority, labels[few], output_dir / "spike_raster.png",
+                                class_names, dt_ms=1e3 * self.dt)
+            return out
         plots.spike_raster(*self.spike_record(queries[few]), labels[few], output_dir / "spike_raster.png",
                            class_names, dt_ms=1e3 * self.dt)
         return out
@@ -300,37 +459,78 @@ class SpikingPrototypeMemory(PrototypeMemory):
         return record, slots, torch.from_numpy(self.store.majority(slots.numpy()))
 
     def to_nir(self):
-        """The trained network as a NIR graph: input currents -> concept CubaLIF (+ recurrent) -> label CubaLIF."""
+        """The trained network as a NIR graph (neurocl/snn/nir_graph.py reads and runs it)."""
+        return self._end_to_end_graph() if self.network == "end_to_end" else self._topk_currents_graph()
+
+    def _end_to_end_graph(self):
+        """The whole memory: input [z, clock] -> search (Linear, N x (d+1)) -> search CubaLIF (self-inhibition by
+        Scale, k-WTA inhibition from the k-gate) -> label CubaLI (Linear, C x N) and the gates (count, start, end)."""
         import nir
-        from norse.torch.module.lif import LIFCell
-        from norse.torch.utils.export_nir import _extract_norse_module  # Norse's own LIF -> NIR conversion
+
+        p = self.network_parameters
+        ids, search, label = self.network_layers()
+        N, d = search.shape
+        C, dt = self.num_classes, self.dt
+        integrating = 1.0 / e2e.INTEGRATING_TAU  # tau_syn_inv of an integrating synapse
+        gate = lambda threshold: cuba_lif(1, integrating, 1.0 / dt, threshold, dt=dt)
+        weight = np.concatenate([p.search_gain * search.numpy(), np.full((N, 1), -p.search_gain, np.float32)], axis=1)
+        nodes = {
+            "input": nir.Input(input_type={"input": np.array([d + 1])}),
+            "search": nir.Linear(weight=weight.astype(np.float64)),
+            "search_neurons": cuba_lif(N, integrating, 1.0 / dt, 1.0, dt=dt),
+            "self_inhibition": nir.Scale(scale=np.full(N, -e2e.INHIBITION)),
+            "count": nir.Linear(weight=np.ones((1, N))),
+            "k_gate": gate(p.top_k - 0.5),
+            "k_gate_reset": nir.Scale(scale=np.full(1, -e2e.INHIBITION)),
+            "k_inhibition": nir.Linear(weight=np.full((N, 1), -e2e.INHIBITION)),
+            "start_gate": gate(0.5),
+            "start_to_end": nir.Linear(weight=np.ones((1, 1))),
+            "end_gate": gate(p.window_steps - 0.5),
+            "readout": nir.Linear(weight=label.numpy().T.astype(np.float64)),
+            "label": cuba_li(C, integrating, 1.0, dt=dt),
+            "output": nir.Output(output_type={"output": np.array([C])}),
+            "answer": nir.Output(output_type={"output": np.array([1])}),
+        }
+        edges = [("input", "search"), ("search", "search_neurons"),
+                 ("search_neurons", "self_inhibition"), ("self_inhibition", "search_neurons"),
+                 ("search_neurons", "count"), ("count", "k_gate"), ("count", "start_gate"),
+                 ("k_gate", "k_gate_reset"), ("k_gate_reset", "k_gate"), ("k_gate", "k_inhibition"), ("k_inhibition", "search_neurons"),
+                 ("start_gate", "start_to_end"), ("start_to_end", "end_gate"), ("end_gate", "answer"),
+                 ("search_neurons", "readout"), ("readout", "label"), ("label", "output")]
+        metadata = {"format": FORMAT, "neurocl": "prototypes_snn", "network": "end_to_end", "dt": dt,
+                    "num_timesteps": p.num_timesteps, "top_k": p.top_k, "weights": self.weights,
+                    "input": "x(t) = [z, u(t)]: z = the store's conditioning of the query (centre, whiten, unit norm), "
+                             "computed on the host; u(t) = 1 - t / ramp_steps, t = 0, 1, ...",
+                    "ramp_steps": p.ramp_steps, "window_steps": p.window_steps,
+                    "answer": "argmax of output (label membranes) at the first step 'answer' (the end gate) spikes; "
+                              "at the last step if it never does; silent when no search neuron fired",
+                    "prototype_slots": ids}
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+    def _topk_currents_graph(self):
+        """The top-k-currents network: input currents -> concept CubaLIF (+ recurrent) -> label CubaLIF."""
+        import nir
 
         if isinstance(self.label_neuron, LSNNParameters):
             raise ConfigError("neuron", "alif", "NIR 1.0 has no adaptive-threshold neuron",
                               "export a network trained with neuron=lif or neuron=plif")
         slots = torch.from_numpy(self.store.ids)
-        N, C = len(slots), self.num_classes
-
-        def population(n, tau_mem_inv):
-            p = self.label_neuron
-            full = lambda value: torch.full((n,), float(value))
-            params = p._replace(tau_syn_inv=full(p.tau_syn_inv), tau_mem_inv=tau_mem_inv,
-                                v_leak=full(p.v_leak), v_th=full(p.v_th), v_reset=full(p.v_reset))
-            return _extract_norse_module(LIFCell(p=params), dt=self.dt)
-
-        concept_tau = (self.synapses.tau_mem_inv[slots] if self.plif
-                       else torch.full((N,), float(self.label_neuron.tau_mem_inv)))
+        N, C, q = len(slots), self.num_classes, self.label_neuron
+        population = lambda n, tau_mem_inv: cuba_lif(n, float(q.tau_syn_inv), tau_mem_inv, float(q.v_th),
+                                                      float(q.v_leak), float(q.v_reset), self.dt)
+        concept_tau = (self.synapses.tau_mem_inv[slots].numpy() if self.plif else float(q.tau_mem_inv))
         nodes = {"input": nir.Input(input_type={"input": np.array([N])}),
                  "concept": population(N, concept_tau),
-                 "readout": nir.Linear(weight=self.synapses.label[slots].T.numpy().copy()),
-                 "label": population(C, torch.full((C,), float(self.label_neuron.tau_mem_inv))),
+                 "readout": nir.Linear(weight=self.synapses.label[slots].T.numpy().astype(np.float64)),
+                 "label": population(C, float(q.tau_mem_inv)),
                  "output": nir.Output(output_type={"output": np.array([C])})}
         edges = [("input", "concept"), ("concept", "readout"), ("readout", "label"), ("label", "output")]
         if self.recurrent_rule is not None:
-            nodes["recurrent"] = nir.Linear(weight=self.synapses.dense_recurrent(slots).numpy())
+            nodes["recurrent"] = nir.Linear(weight=self.synapses.dense_recurrent(slots).numpy().astype(np.float64))
             edges += [("concept", "recurrent"), ("recurrent", "concept")]
-        metadata = {"neurocl": "prototypes_snn", "dt": self.dt, "num_timesteps": self.num_timesteps,
-                    "input": "gain * exp((s_k - s_1) / temperature) on the query's top-k concept neurons",
+        metadata = {"format": FORMAT, "neurocl": "prototypes_snn", "network": "topk_currents", "dt": self.dt,
+                    "num_timesteps": self.num_timesteps,
+                    "input": "gain * exp((s_k - s_1) / temperature) on the query's top-k concept neurons (host search)",
                     "input_gain": self.input_gain, "temperature": self.temperature, "top_k": self.top_k,
                     "prototype_slots": slots.numpy()}
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
@@ -341,3 +541,9 @@ class SpikingPrototypeMemory(PrototypeMemory):
     def load_state_dict(self, state: dict):
         super().load_state_dict(state)
         self.synapses.load_state_dict(state["synapses"])
+
+
+def quantize_int8(weights: torch.Tensor) -> torch.Tensor:
+    """Symmetric per-layer int8: scale * round(w / scale), scale = max|w| / 127 (the values a chip holds, dequantised)."""
+    scale = weights.abs().max().clamp(min=1e-12) / 127
+    return torch.round(weights / scale).clamp(-127, 127) * scale

@@ -1,0 +1,235 @@
+"""The end-to-end spiking memory (neurocl/snn/network.py) and its NIR graphs, read back by a runtime that did not
+write them: neurocl/snn/nir_graph.run_graph, NIR's equations executed from the file alone."""
+
+import nir
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import compose
+from neurocl.encoders import FeatureCache
+from neurocl.errors import ConfigError, DataError
+from neurocl.run import build
+from neurocl.snn import SpikingPrototypeMemory
+from neurocl.snn.network import NetworkParameters, clock, run_network, simulate_search
+from neurocl.snn.nir_graph import FORMAT, read_graph, run_graph
+from test_memory import clusters
+
+LIF = instantiate(compose("neuron=lif").neuron)
+
+
+# -- the network's rules ---------------------------------------------------------------------------
+def test_nearest_fires_first_and_the_first_k_win():
+    p = NetworkParameters(top_k=3)
+    similarities = torch.tensor([[0.9, 0.5, 0.8, 0.75, 0.72, 0.1]])
+    labels = torch.eye(6)[:, :6]  # each neuron its own label
+    record = run_network(similarities, labels, p)
+    spikes = record.first_spike[0]
+    fired = spikes >= 0
+    order = spikes[fired].argsort()
+    assert torch.nonzero(fired).flatten()[order].tolist()[:3] == [0, 2, 3]  # similarity order
+    assert record.winners[0].tolist() == [True, False, True, True, False, False]  # the k-gate stopped the rest
+    # the answer: the nearest wins the vote weighted by (s_j - (s_1 - window))
+    assert record.label_potential[0].argmax() == 0 and record.label_potential[0, 1] == 0
+    # first-spike time is linear in similarity: about 2 * ramp_steps steps per unit
+    gap = (spikes[3] - spikes[0]).item()
+    assert abs(gap - 2 * p.ramp_steps * 0.15) <= 2
+
+
+def test_the_weighted_vote_can_outvote_the_nearest():
+    """Two prototypes of label 1 just behind one of label 0 win; with window far smaller than the gap they cannot."""
+    similarities = torch.tensor([[0.80, 0.78, 0.78]])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert run_network(similarities, labels, NetworkParameters()).label_potential.argmax() == 1
+    assert run_network(similarities, labels, NetworkParameters(window=0.01)).label_potential.argmax() == 0
+
+
+def test_simulating_only_candidates_is_exact_and_the_sentinel_is_needed():
+    g = torch.Generator().manual_seed(0)
+    similarities = torch.rand(64, 500, generator=g) * 0.2 + 0.5
+    similarities[:8, :60] = 0.9  # ties: 60 neurons fire in one step, more than the candidates first simulated
+    labels = torch.nn.functional.one_hot(torch.randint(0, 5, (500,), generator=g), 5).float()
+    p = NetworkParameters(top_k=10)
+    full = run_network(similarities, labels, p)
+    pruned, columns = simulate_search(similarities, labels, p, candidates=16)
+    assert torch.equal(pruned.label_potential, full.label_potential)
+    assert torch.equal(pruned.answer_step, full.answer_step)
+    assert columns.shape[1] > 17  # the tied queries were rerun wider
+    # control: without the sentinel's rerun the tied queries answer from too few neurons
+    values, top = similarities.topk(16, dim=1)
+    unchecked = run_network(values, labels[top], p)
+    assert not torch.equal(unchecked.label_potential[:8], full.label_potential[:8])
+
+
+def test_bad_network_settings_are_named():
+    for key, value in (("window", 0.0), ("ramp_steps", 0), ("search_gain", -1.0)):
+        with pytest.raises(ConfigError, match=key):
+            make(**{key: value})
+    with pytest.raises(ConfigError, match="num_timesteps"):
+        make(num_timesteps=10)  # shorter than the window
+    with pytest.raises(ConfigError, match="topk_currents"):
+        make(neuron=instantiate(compose("neuron=alif").neuron))
+    with pytest.raises(ConfigError, match="memory.network"):
+        make(network="dense")
+    with pytest.raises(ConfigError, match="int8"):
+        make(network="topk_currents", weights="int8")
+
+
+def make(neuron=LIF, **kwargs):
+    options = dict(conditioning="none", backend="exact", similarity_threshold=0.9, top_k=5, seed=0)
+    return SpikingPrototypeMemory(16, 4, neuron, **{**options, **kwargs})
+
+
+def test_learns_and_answers_with_the_winners_as_evidence():
+    memory = make()
+    x, y = clusters(spread=0.2)
+    assert memory.predict(x[:5]).abstained.all()
+    for t in range(2):
+        rows = torch.nonzero(y // 2 == t).flatten()
+        memory.observe(x[rows], y[rows], experience=t)
+    prediction = memory.predict(x)
+    assert (prediction.labels == y).float().mean() > 0.95
+    winners = prediction.evidence["prototype_ids"]
+    assert winners.shape[1] == memory.top_k and (winners[:, 0] >= 0).all()
+    assert set(winners[winners >= 0].tolist()) <= set(memory.store.ids.tolist())
+    stats = memory.stats()
+    assert stats["network"] == "end_to_end" and stats["steps_to_answer"] > 0
+    energy = stats["energy"]
+    ops = energy["operations_per_query"]
+    assert ops["search_macs"] == len(memory.store) * 16
+    assert energy["dense_macs_per_query"] == len(memory.store) * 16 + memory.top_k * 4
+    assert energy["snn_pJ_per_query"] > 4.6 * ops["search_macs"]  # the search is counted, and more on top of it
+
+
+# -- digits: the memory, its NIR file, and a second runtime ------------------------------------------
+@pytest.fixture(scope="module")
+def digits():
+    """The digits stream on raw pixels (the CI default), class-incremental as the driver feeds it."""
+    cfg = compose("experiment=digits_quick", "memory=prototypes_snn")
+    splits = build(cfg.dataset).load()
+    encoder = build(cfg.encoder)
+    cache = FeatureCache("/nonexistent", enabled=False)
+    train = cache.features(encoder, splits.train, splits.name, "train")
+    test = cache.features(encoder, splits.test, splits.name, "test")
+    stream = build(cfg.scenario).build(train, splits.train.labels, test, splits.test.labels, splits.num_classes)
+    return cfg, encoder.dim, splits, train, test, stream
+
+
+def trained(digits, **options):
+    cfg, dim, splits, train, _, stream = digits
+    memory = build(cfg.memory, dim=dim, num_classes=splits.num_classes, **options)
+    for experience in stream.experiences:
+        rows = experience.train_idx
+        memory.observe(train[rows], splits.train.labels[rows], experience.index, ids=rows)
+    return memory
+
+
+def network_inputs(memory, queries) -> np.ndarray:
+    """(T, B, d + 1): the query's conditioned vector and the clock line, as the graph's metadata says."""
+    p = memory.network_parameters
+    z = memory.network_input(queries).numpy()
+    T, B = p.num_timesteps, len(z)
+    u = np.broadcast_to(clock(p).numpy()[:, None, None], (T, B, 1))
+    return np.concatenate([np.broadcast_to(z, (T, B, z.shape[1])), u], axis=2)
+
+
+def graph_answers(graph, memory, queries):
+    """(answers, answer steps) of the file run by NIR's equations over all N neurons."""
+    p = memory.network_parameters
+    out = run_graph(graph, network_inputs(memory, queries), dt=float(graph.metadata["dt"]), record=("output", "answer"))
+    spiked = out["answer"][:, :, 0] > 0
+    step = np.where(spiked.any(axis=0), spiked.argmax(axis=0), p.num_timesteps - 1)
+    potential = out["output"][step, np.arange(len(queries))]
+    return potential.argmax(axis=1), step
+
+
+@pytest.mark.parametrize("weights", ["float32", "int8"])
+def test_the_exported_whole_memory_answers_every_digits_query_alike_elsewhere(digits, tmp_path, weights):
+    _, _, splits, _, test, _ = digits
+    memory = trained(digits, weights=weights)
+    prediction = memory.predict(test)
+    path = tmp_path / "network.nir"
+    nir.write(path, memory.to_nir())
+    graph = read_graph(path)
+    assert graph.metadata["network"] == "end_to_end" and graph.metadata["format"] == FORMAT
+    N = len(memory.store)
+    assert graph.nodes["search"].weight.shape == (N, memory.store.conditioner.out_dim + 1)
+    answers, steps = graph_answers(graph, memory, test)
+    assert (answers == prediction.labels.numpy()).mean() == 1.0
+    assert (steps == prediction.evidence["answer_step"].numpy()).all()
+    # the network answers as the store's vote on the same prototypes
+    vote = memory.readouts()["store_vote"](test).labels
+    assert (prediction.labels == vote).float().mean() >= 0.99
+    if weights == "int8":
+        search = graph.nodes["search"].weight[:, :-1]
+        assert len(np.unique(np.round(search / (np.abs(search).max() / 127), 6))) <= 255
+    # control: a file whose clock line is left out (a runtime fed the query alone) does not answer alike
+    broken = read_graph(path)
+    broken.nodes["search"].weight[:, -1] = 0.0
+    assert (graph_answers(broken, memory, test)[0] == prediction.labels.numpy()).mean() < 0.9
+
+
+def _norse_helper_population(p, n, dt):
+    """What Norse 1.1.0's own helper writes for a LIF population (tau = dt / tau_inv, w_in = 1): the control."""
+    from norse.torch.module.lif import LIFCell
+    from norse.torch.utils.export_nir import _extract_norse_module
+
+    full = lambda value: torch.full((n,), float(value))
+    params = p._replace(tau_syn_inv=full(p.tau_syn_inv), tau_mem_inv=full(p.tau_mem_inv), v_leak=full(p.v_leak),
+                        v_th=full(p.v_th), v_reset=full(p.v_reset))
+    return _extract_norse_module(LIFCell(p=params), dt=dt)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_the_topk_currents_export_gives_every_label_spike_count_back(digits, recurrent):
+    """Our conversion (physical units, w_in = tau_syn / dt) read back: identical label spike counts on every
+    digits test query; Norse's own helper's file, read the same way, does not give them."""
+    _, _, _, _, test, _ = digits
+    memory = trained(digits, network="topk_currents", recurrent=recurrent, learn_batch_size=64)
+    record, slots, _ = memory.spike_record(test)
+    expected = record.label_spikes.sum(dim=0).numpy()
+    _, currents = memory._candidates(test)
+    position = {int(s): i for i, s in enumerate(memory.store.ids)}
+    N, T = len(position), memory.num_timesteps
+    drive = np.zeros((len(test), N), np.float32)
+    columns = np.vectorize(position.get)(slots.numpy())
+    np.put_along_axis(drive, columns, currents.numpy(), axis=1)
+    inputs = np.broadcast_to(drive, (T,) + drive.shape)
+    graph = memory.to_nir()
+    if recurrent:
+        assert np.abs(graph.nodes["recurrent"].weight).sum() > 0  # the control below needs live recurrence
+    counts = run_graph(graph, inputs, dt=memory.dt)["output"].sum(axis=0)
+    assert (counts == expected).all(axis=1).mean() == 1.0
+    for name, n in (("concept", N), ("label", memory.num_classes)):
+        graph.nodes[name] = _norse_helper_population(memory.label_neuron, n, memory.dt)
+    helper = run_graph(graph, inputs, dt=memory.dt)["output"].sum(axis=0)
+    assert (helper == expected).all(axis=1).mean() < 0.5
+
+
+def test_a_bad_file_is_named(digits, tmp_path):
+    memory = trained(digits)
+    graph = memory.to_nir()
+    path = tmp_path / "network.nir"
+
+    def written(change):
+        g = memory.to_nir()
+        change(g)
+        nir.write(path, g)
+        return path
+
+    with pytest.raises(DataError, match="format"):
+        read_graph(written(lambda g: g.metadata.update(format="neurocl-nir-0")))
+    with pytest.raises(DataError, match="k_gate"):
+        read_graph(written(lambda g: g.nodes.pop("k_gate")))
+    with pytest.raises(DataError, match="wrong shape"):
+        read_graph(written(lambda g: setattr(g.nodes["readout"], "weight", g.nodes["readout"].weight[:, :-1])))
+
+    def nan(g):
+        g.nodes["readout"].weight[0, 0] = np.nan
+    with pytest.raises(DataError, match="'readout' has NaN"):
+        read_graph(written(nan))
+    path.write_bytes(b"not a graph")
+    with pytest.raises(DataError, match="not a NIR graph"):
+        read_graph(path)
+    assert read_graph(written(lambda g: None)).nodes.keys() == graph.nodes.keys()
