@@ -184,10 +184,12 @@ def evaluate_readouts(readouts: dict, test_sets: dict, batch_size: int = 4096, c
 
     readouts: name -> predict function (e.g. the spiking network and the store's vote on the same prototypes);
     test_sets: condition name -> Features. A readout without a `confidence` evidence is scored by softmax.
+    Every readout after the first also gets `same_answer`: the share of queries it answers as the first one does.
     """
     results = {}
     for condition, features in test_sets.items():
         results[condition] = {}
+        first_labels = None
         for name, predict_fn in readouts.items():
             parts = [predict_fn(features.x[i:i + batch_size]) for i in range(0, len(features.x), batch_size)]
             labels = torch.cat([p.labels for p in parts])
@@ -196,6 +198,10 @@ def evaluate_readouts(readouts: dict, test_sets: dict, batch_size: int = 4096, c
             row = {"accuracy": float(correct.mean()), "abstained": float((labels < 0).float().mean()),
                    "ece": metrics.expected_calibration_error(confidence, correct),
                    **metrics.risk_coverage(confidence, correct, coverage)}
+            if first_labels is None:
+                first_labels = labels
+            else:
+                row["same_answer"] = float((labels == first_labels).float().mean())
             for key in ("spikes", "sops"):
                 if all(key in p.evidence for p in parts):
                     row[f"{key}_per_query"] = float(torch.cat([p.evidence[key] for p in parts]).float().mean())

@@ -81,7 +81,8 @@ def plasticity_rule(key: str, options: dict | None, shared: dict) -> RewardSTDPP
 class SpikingPrototypeMemory(PrototypeMemory):
     def __init__(self, dim: int, num_classes: int, neuron, top_k: int = 10, temperature: float = 0.1,
                  network: str = "end_to_end", weights: str = "float32", search_gain: float = 40.0,
-                 ramp_steps: int = 50, window: float = 0.2, num_timesteps: int | None = None, input_gain: float = 2.0, recurrent: bool = True,
+                 ramp_steps: int = 100, window: float | None = None, label_stages: int = 2,
+                 num_timesteps: int | None = None, input_gain: float = 2.0, recurrent: bool = True,
                  recurrent_fan_in: int = 32, stdp_lr: float = 0.001, reward_modulation: bool = True,
                  reward_correct: float = 1.0, reward_wrong: float = -1.0, reward_per: str = "query",
                  teacher_current: float = 1.0,
@@ -107,8 +108,9 @@ class SpikingPrototypeMemory(PrototypeMemory):
             num_timesteps = e2e.NetworkParameters().num_timesteps if network == "end_to_end" else TOPK_CURRENTS_TIMESTEPS
         check_timesteps(num_timesteps)
         self.network_parameters = e2e.check_network(e2e.NetworkParameters(
-            top_k=top_k, search_gain=search_gain, ramp_steps=ramp_steps, window=window, num_timesteps=num_timesteps,
-            dt=dt)) if network == "end_to_end" else None
+            top_k=top_k, search_gain=search_gain, ramp_steps=ramp_steps, label_stages=label_stages,
+            window=e2e.fitted_window(temperature, label_stages) if window is None else window,
+            num_timesteps=num_timesteps, dt=dt)) if network == "end_to_end" else None
         if input_gain <= 0:
             raise ConfigError("memory.input_gain", input_gain, "must be positive", "set memory.input_gain=2.0")
         initial_state(neuron, (0,), torch.zeros(0))  # a neuron model we can step, or a ConfigError naming it
@@ -264,6 +266,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         check_batch(features, self.dim, labels, self.num_classes)
         if experience != self._experience:
             self._start_experience(experience)
+        if self.network == "end_to_end":  # stats() then describe the memory as it is now
+            self.activity = dict.fromkeys(self.activity, 0)
         ids = torch.arange(len(labels)) if ids is None else torch.as_tensor(ids)
         size = self.learn_batch_size or len(labels)  # test-then-train in chunks: later chunks learn from earlier ones
         for start in range(0, len(labels), size):
@@ -399,7 +403,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         synapses = N * (d + 1) + label_synapses + 3 * N + 2  # search (+ clock), labels, self, count line, k-gate, start
         ops = {"search_macs": N * d,                 # the query's d values onto N x d synapses, held for the run
                "clock_adds": N * steps,              # the clock line onto every search neuron, each step
-               "neuron_updates": (N + 3 + C) * steps,
+               "neuron_updates": (N + 3 + p.label_stages * C) * steps,
                "readout_sops": a["label_synapses_used"] / queries,
                "spike_sops": a["sops"] / queries}    # every synaptic event a spike causes, the readout's included
         weight_reads = N * (d + 1) + ops["readout_sops"]
@@ -488,6 +492,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
             "end_gate": gate(p.window_steps - 0.5),
             "readout": nir.Linear(weight=label.numpy().T.astype(np.float64)),
             "label": cuba_li(C, integrating, 1.0, dt=dt),
+            **{node: value for stage in range(2, p.label_stages + 1) for node, value in (
+                (f"label_to_{stage}", nir.Linear(weight=np.eye(C))), (f"label_{stage}", cuba_li(C, 1.0 / dt, 1.0, dt=dt)))},
             "output": nir.Output(output_type={"output": np.array([C])}),
             "answer": nir.Output(output_type={"output": np.array([1])}),
         }
@@ -496,12 +502,17 @@ class SpikingPrototypeMemory(PrototypeMemory):
                  ("search_neurons", "count"), ("count", "k_gate"), ("count", "start_gate"),
                  ("k_gate", "k_gate_reset"), ("k_gate_reset", "k_gate"), ("k_gate", "k_inhibition"), ("k_inhibition", "search_neurons"),
                  ("start_gate", "start_to_end"), ("start_to_end", "end_gate"), ("end_gate", "answer"),
-                 ("search_neurons", "readout"), ("readout", "label"), ("label", "output")]
+                 ("search_neurons", "readout"), ("readout", "label")]
+        last = "label"
+        for stage in range(2, p.label_stages + 1):
+            edges += [(last, f"label_to_{stage}"), (f"label_to_{stage}", f"label_{stage}")]
+            last = f"label_{stage}"
+        edges.append((last, "output"))
         metadata = {"format": FORMAT, "neurocl": "prototypes_snn", "network": "end_to_end", "dt": dt,
                     "num_timesteps": p.num_timesteps, "top_k": p.top_k, "weights": self.weights,
                     "input": "x(t) = [z, u(t)]: z = the store's conditioning of the query (centre, whiten, unit norm), "
                              "computed on the host; u(t) = 1 - t / ramp_steps, t = 0, 1, ...",
-                    "ramp_steps": p.ramp_steps, "window_steps": p.window_steps,
+                    "ramp_steps": p.ramp_steps, "window_steps": p.window_steps, "label_stages": p.label_stages,
                     "answer": "argmax of output (label membranes) at the first step 'answer' (the end gate) spikes; "
                               "at the last step if it never does; silent when no search neuron fired",
                     "prototype_slots": ids}

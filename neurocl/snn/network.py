@@ -15,9 +15,11 @@ Populations (Norse's LIF/LI steps, dt = 1 ms, v_leak = v_reset = 0):
     start   fires at the first search spike and every step after; `end` counts its spikes and
             fires `window_steps` later: the answer time, window / similarity after the nearest.
     label   C leaky integrators (tau_mem = 1 s) behind integrating synapses from the winners with
-            weights = each prototype's label shares. At the answer time a winner that fired at t_j
-            has added share * (t_end - t_j): a vote weighted by max(0, s_j - (s_1 - window)), the
-            threshold-linear form of the store's softmax vote over its top-k.
+            weights = each prototype's label shares, then `label_stages - 1` more integrators in a
+            chain. At the answer time a winner that fired at t_j has added about
+            share * (t_end - t_j)^n / n! (n = label_stages): a vote weighted by
+            max(0, 1 - (s_1 - s_j) / window)^n, which for the window of `fitted_window` is the
+            least-squares match of the store's softmax vote exp((s_j - s_1) / temperature).
 
 The answer is the label membrane's argmax at the end gate's first spike (at the last step if it
 never fires; silent when no search neuron fired); nothing after it changes the answer, so a query's
@@ -33,6 +35,7 @@ them, and reruns the queries whose sentinel fired with twice as many.
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from neurocl.errors import ConfigError, check_finite
@@ -41,13 +44,25 @@ INHIBITION = 1e6        # current that silences a search neuron for good (far ab
 INTEGRATING_TAU = 1e6   # s: an integrating synapse; its decay (dt / 1e6 per step) is below float32's resolution
 
 
+def fitted_window(temperature: float, label_stages: int) -> float:
+    """The window a for which max(0, 1 - x / a)^n is the least-squares match of exp(-x / temperature) on x >= 0
+    (n = label_stages): 1.79, 2.79, 3.78 temperatures for n = 1, 2, 3. From the vote's own form, no data."""
+    u = (np.arange(4000) + 0.5) / 4000  # midpoints on [0, 1]
+    a = np.linspace(0.5, 10.0, 9501)[:, None]  # in temperatures
+    n = label_stages
+    # integral of ((1 - x/a)^n - e^{-x})^2 = a / (2n + 1) - 2 a int_0^1 (1 - u)^n e^{-a u} du + 1 / 2
+    error = a[:, 0] / (2 * n + 1) - 2 * a[:, 0] * ((1 - u) ** n * np.exp(-a * u)).mean(axis=1) + 0.5
+    return float(a[error.argmin(), 0] * temperature)
+
+
 class NetworkParameters(NamedTuple):
     """The end-to-end network's constants; `window` is in similarity units, like the store's temperature."""
     top_k: int = 10            # winners (the store's vote reads its top-k too)
     search_gain: float = 40.0  # search current per unit of similarity above the clock
-    ramp_steps: int = 50       # the clock falls by 1 in this many steps: 2 * ramp_steps steps per unit similarity
-    window: float = 0.2        # the answer comes this much similarity after the nearest prototype fired
-    num_timesteps: int = 250   # at most; similarities below 1 - (num_timesteps - window_steps) / (2 ramp_steps) never fire
+    ramp_steps: int = 100      # the clock falls by 1 in this many steps: 2 * ramp_steps steps per unit similarity
+    window: float = fitted_window(0.1, 2)  # the answer comes this much similarity after the nearest fired (0.279)
+    label_stages: int = 2      # integrators in the label chain: the power of the vote's weights
+    num_timesteps: int = 500   # at most; similarities below 1 - (num_timesteps - window_steps) / (2 ramp_steps) never fire
     dt: float = 1e-3
 
     @property
@@ -56,7 +71,8 @@ class NetworkParameters(NamedTuple):
 
 
 def check_network(p: NetworkParameters) -> NetworkParameters:
-    for key, value in (("top_k", p.top_k), ("ramp_steps", p.ramp_steps), ("num_timesteps", p.num_timesteps)):
+    for key, value in (("top_k", p.top_k), ("ramp_steps", p.ramp_steps), ("num_timesteps", p.num_timesteps),
+                       ("label_stages", p.label_stages)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"memory.{key}", value, "must be a positive integer", f"leave memory.{key} at its default")
     for key, value in (("search_gain", p.search_gain), ("window", p.window), ("dt", p.dt)):
@@ -106,8 +122,8 @@ def run_network(similarities: torch.Tensor, label_weights: torch.Tensor, p: Netw
     started = torch.zeros(B, dtype=dtype, device=device)          # start-gate spikes so far (end gate's current)
     closed = torch.zeros(B, dtype=torch.bool, device=device)      # the k-gate has fired
     label_current = torch.zeros(B, C, dtype=dtype, device=device)
-    label_v = torch.zeros(B, C, dtype=dtype, device=device)
-    label_at_answer = torch.zeros(B, C, dtype=dtype, device=device)
+    label_v = torch.zeros(p.label_stages, B, C, dtype=dtype, device=device)
+    label_at_answer = torch.zeros(B, C, dtype=dtype, device=device)  # the last stage's membranes
     answer_step = torch.full((B,), -1, dtype=torch.long, device=device)
     gate_step = torch.full((B,), -1, dtype=torch.long, device=device)
     drive = p.search_gain * similarities
@@ -134,13 +150,15 @@ def run_network(similarities: torch.Tensor, label_weights: torch.Tensor, p: Netw
         # labels: integrating synapses from the winners, leaky integrator membranes
         jump = torch.einsum("bm,mc->bc", z, label_weights) if shared else torch.einsum("bm,bmc->bc", z, label_weights)
         label_current = label_current + jump
-        label_v = label_v + leak * (-label_v + label_current)
-        label_at_answer[end] = label_v[end]
+        label_v[0] = label_v[0] + leak * (-label_v[0] + label_current)
+        for stage in range(1, p.label_stages):  # instant synapses: each stage integrates the one before
+            label_v[stage] = label_v[stage] + leak * (-label_v[stage] + label_v[stage - 1])
+        label_at_answer[end] = label_v[-1, end]
         answer_step[end] = t
         if bool((answer_step >= 0).all()):  # every answer is fixed: nothing later can change one
             break
     last = (answer_step < 0) & fired.any(dim=1)  # fired but the window outlasted the run: answer at the last step
-    label_at_answer[last] = label_v[last]
+    label_at_answer[last] = label_v[-1, last]
     answer_step[last] = p.num_timesteps - 1
     winners = fired  # a query stops at its answer, and none fires after the k-gate
     return SearchRecord(first_spike, winners, label_at_answer, answer_step, gate_step)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The runs behind experiments/spiking_end_to_end/README.md: the end-to-end spiking memory, float32 and int8 weights,
+# 3 seeds, on every stream of experiments/all_streams and the IU X-ray reports; then the tables and the second runtime.
+#   bash experiments/spiking_end_to_end/sweep.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+OUT=outputs/multirun/spiking_end_to_end
+declare -A STREAMS=([digits_eff]="dataset=digits encoder=efficientnet_lite0" [digits_px]="dataset=digits encoder=pixels"
+                    [fmnist_px]="encoder=pixels" [fmnist_eff]="encoder=efficientnet_lite0" [iu_reports]="experiment=iu_xray")
+for s in digits_eff digits_px fmnist_px fmnist_eff iu_reports; do
+  $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes_snn memory.weights=float32,int8 seed=0,1,2 \
+      hydra.sweep.dir=$OUT/$s
+done
+$PY experiments/spiking_end_to_end/tables.py $OUT > experiments/spiking_end_to_end/tables.md
+# the exported whole memory, read from its file and run by NIR's equations (neurocl/snn/nir_graph.py)
+$PY experiments/spiking_end_to_end/second_runtime.py dataset=digits encoder=efficientnet_lite0 > experiments/spiking_end_to_end/second_runtime.md
+$PY experiments/spiking_end_to_end/second_runtime.py encoder=efficientnet_lite0 >> experiments/spiking_end_to_end/second_runtime.md
