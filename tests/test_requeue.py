@@ -26,9 +26,10 @@ import numpy as np
 from conftest import ROOT
 from test_sweeps import ENV, slurm  # noqa: F401  (slurm: the fixture that skips or fails without the cluster)
 
-# digits with raw pixels, slowed by the spiking memory's timesteps: about 2 s an experience here, so that a job
+# digits with raw pixels, slowed by the spiking memory's timesteps: about 4 s an experience alone on 2 cores (1.1 s
+# at 500 steps, which left a CI machine finishing all 4 remaining experiences inside KillWait), so that a job
 # requeued after its first checkpoint still has most of its stream ahead of it when SIGKILL comes 5 s later.
-CONFIG = ["experiment=digits_quick", "memory=prototypes_snn", "memory.network=topk_currents", "memory.num_timesteps=500"]
+CONFIG = ["experiment=digits_quick", "memory=prototypes_snn", "memory.network=topk_currents", "memory.num_timesteps=2000"]
 
 
 def squeue(name: str) -> dict:

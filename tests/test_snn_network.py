@@ -93,6 +93,8 @@ def test_learns_and_answers_with_the_winners_as_evidence():
     winners = prediction.evidence["prototype_ids"]
     assert winners.shape[1] == memory.top_k and (winners[:, 0] >= 0).all()
     assert set(winners[winners >= 0].tolist()) <= set(memory.store.ids.tolist())
+    support = prediction.evidence["winner_spikes"]  # winners holding the answered label (composer=spikes)
+    assert (support >= 1).all() and (support <= (winners >= 0).sum(dim=1)).all()
     stats = memory.stats()
     assert stats["network"] == "end_to_end" and stats["steps_to_answer"] > 0
     energy = stats["energy"]
@@ -205,7 +207,8 @@ def test_the_topk_currents_export_gives_every_label_spike_count_back(digits, rec
         assert (norse_counts(graph, drive, T) == expected).all(axis=1).mean() == 1.0
     for name, n in (("concept", N), ("label", memory.num_classes)):
         graph.nodes[name] = _norse_helper_population(memory.label_neuron, n, memory.dt)
-    helper = run_graph(graph, inputs, dt=memory.dt)["output"].sum(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):  # 5-microsecond time constants blow up: that is the defect
+        helper = run_graph(graph, inputs, dt=memory.dt)["output"].sum(axis=0)
     assert (helper == expected).all(axis=1).mean() < 0.5
     if not recurrent:
         assert (norse_counts(graph, drive, T) == expected).all(axis=1).mean() < 0.5

@@ -32,13 +32,13 @@ fi
 
 if [[ $PART == all || $PART == spiking ]]; then  # the spiking readout against the vote, graded corruptions
   for s in digits_eff digits_px fmnist_px fmnist_eff; do
-    $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes_snn conditions=graded seed=0,1,2 hydra.sweep.dir=$OUT/$s/snn
+    $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes_snn memory.network=topk_currents conditions=graded seed=0,1,2 hydra.sweep.dir=$OUT/$s/snn
   done
 fi
 
 if [[ $PART == all || $PART == reward ]]; then  # one reward per label neuron instead of one per query
   for s in digits_eff digits_px fmnist_px fmnist_eff; do
-    $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes_snn memory.reward_per=neuron conditions=graded seed=0,1,2 \
+    $PY -m neurocl.run --multirun ${STREAMS[$s]} memory=prototypes_snn memory.network=topk_currents memory.reward_per=neuron conditions=graded seed=0,1,2 \
         hydra.sweep.dir=$OUT/$s/snn_reward_per_neuron
   done
 fi

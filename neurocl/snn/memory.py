@@ -197,8 +197,12 @@ class SpikingPrototypeMemory(PrototypeMemory):
         k = self.top_k
         winners = torch.where(record.winners.gather(1, order)[:, :k], slots.gather(1, order)[:, :k], -1)
         cost = self._network_cost(record, winners, search, label)
+        # the answered label's support: winners (one spike each) whose prototype holds it (composer=spikes)
+        answered = scores.argmax(dim=1)
+        held = torch.from_numpy(self.store.label_counts[winners.clamp(min=0).numpy(), answered.numpy()[:, None]] > 0)
         return prediction_from_scores(scores, {"prototype_ids": winners, "confidence": confidence,
                                                "spikes": cost["spikes"], "sops": cost["sops"],
+                                               "winner_spikes": (held & (winners >= 0)).sum(dim=1),
                                                "answer_step": record.answer_step})
 
     def _network_cost(self, record, winners, search, label) -> dict:
