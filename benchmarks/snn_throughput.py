@@ -4,7 +4,7 @@ against a bare Norse LIFCell loop of the top-k-currents network's size.
     python benchmarks/snn_throughput.py                       # the end-to-end network (the default)
     python benchmarks/snn_throughput.py memory.network=topk_currents neuron=alif memory.num_timesteps=5
 
-The end-to-end network is measured against the store's top-k vote (memory.readouts()["store_vote"]): the
+The end-to-end network is measured against the store's top-k vote (memory.readouts()["store"]): the
 same prototypes, the same search by another means.
 
 The memory is trained on the first `--train` samples of the default stream's cached features (the store
@@ -80,7 +80,7 @@ def main(argv: list[str]):
     for batch in BATCHES:
         queries = test_x[:batch]
         snn = queries_per_second(lambda: memory.predict(queries), batch)
-        vote = queries_per_second(lambda: memory.readouts()["store_vote"](queries), batch)
+        vote = queries_per_second(lambda: memory.readouts()["store"](queries), batch)
         bare = queries_per_second(bare_lif_loop(batch, memory.top_k, splits.num_classes, memory.num_timesteps, p),
                                   batch)
         # the prototype search alone (conditioning and top-k), which the memory needs whatever its neurons do:

@@ -285,10 +285,11 @@ def main(argv=None):
         plots.study_summary(rows, out / "open_set.png", study["title"] if study else "", plots.OPEN_SET_PANELS)
     else:  # not measured here (multi-label, one experience): no plot left over from an earlier analysis
         (out / "open_set.png").unlink(missing_ok=True)
-    compared = [c[: -len(" store_vote")] for c in rows[0] if c.endswith(" store_vote") and c in rows[0]
-                and c[: -len(" store_vote")] in rows[0] and not c.startswith(("ECE", "AURC"))]
+    store = "store" if any(c.endswith(" store") for c in rows[0]) else "store_vote"  # store_vote: runs before 2026-12
+    compared = [c[: -len(store) - 1] for c in rows[0] if c.endswith(f" {store}")
+                and c[: -len(store) - 1] in rows[0] and not c.startswith(("ECE", "AURC"))]
     if compared:
-        plots.readout_comparison(rows, compared, "store_vote", out / "readouts.png")
+        plots.readout_comparison(rows, compared, store, out / "readouts.png")
     if study:
         write_text(out / "README.md", study_readme(study, text, out))
     if args.reproducibility:

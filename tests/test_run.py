@@ -129,7 +129,7 @@ def test_spiking_run_reports_conditions_raster_energy_and_exports_nir(tmp_path):
     conditions = results["conditions"]
     assert set(conditions) == {"clean", "gaussian_noise", "occlusion"}
     for readouts in conditions.values():
-        assert set(readouts) == {"snn", "store_vote"}
+        assert set(readouts) == {"snn", "store"}
         assert {"accuracy", "ece", "aurc", "accuracy_at_0.8_coverage"} <= set(readouts["snn"])
         assert readouts["snn"]["spikes_per_query"] > 0
     assert conditions["clean"]["snn"]["accuracy"] == pytest.approx(results["metrics"]["A_last"], abs=0.02)

@@ -94,7 +94,7 @@ def test_readouts_state_dict_and_nir_round_trip(tmp_path):
     memory = make(recurrent_plasticity={"w_max": 0.5})
     x, y = clusters(spread=0.2)
     stream(memory, x, y)
-    assert set(memory.readouts()) == {"snn", "store_vote"}
+    assert set(memory.readouts()) == {"snn", "store"}
     again = make()
     again.load_state_dict(memory.state_dict())
     assert torch.equal(again.predict(x).scores, memory.predict(x).scores)

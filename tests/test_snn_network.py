@@ -74,6 +74,10 @@ def test_bad_network_settings_are_named():
         make(network="dense")
     with pytest.raises(ConfigError, match="int8"):
         make(network="topk_currents", weights="int8")
+    with pytest.raises(ConfigError, match="memory.readout.*kernel_ridge"):  # no spiking form of kernel ridge yet
+        make(readout="kernel_ridge")
+    with pytest.raises(ConfigError, match="memory.readout.*lda"):
+        make(network="topk_currents", readout="lda")
 
 
 def make(neuron=LIF, **kwargs):
@@ -129,7 +133,7 @@ def trained(digits, **options):
 
 def network_inputs(memory, queries) -> np.ndarray:
     """(T, B, d + 1): the query's conditioned vector and the clock line, as the graph's metadata says."""
-    p = memory.network_parameters
+    p = memory.network_layers().parameters
     z = memory.network_input(queries).numpy()
     T, B = p.num_timesteps, len(z)
     u = np.broadcast_to(clock(p).numpy()[:, None, None], (T, B, 1))
@@ -138,7 +142,7 @@ def network_inputs(memory, queries) -> np.ndarray:
 
 def graph_answers(graph, memory, queries):
     """(answers, answer steps) of the file run by NIR's equations over all N neurons."""
-    p = memory.network_parameters
+    p = memory.network_layers().parameters
     out = run_graph(graph, network_inputs(memory, queries), dt=float(graph.metadata["dt"]), record=("output", "answer"))
     spiked = out["answer"][:, :, 0] > 0
     step = np.where(spiked.any(axis=0), spiked.argmax(axis=0), p.num_timesteps - 1)
@@ -146,26 +150,34 @@ def graph_answers(graph, memory, queries):
     return potential.argmax(axis=1), step
 
 
-@pytest.mark.parametrize("weights", ["float32", "int8"])
-def test_the_exported_whole_memory_answers_every_digits_query_alike_elsewhere(digits, tmp_path, weights):
+@pytest.mark.parametrize("readout, weights", [("vote", "float32"), ("vote", "int8"), ("lda", "float32"),
+                                              ("whitened_ncm", "int8")])
+def test_the_exported_whole_memory_answers_every_digits_query_alike_elsewhere(digits, tmp_path, readout, weights):
     _, _, splits, _, test, _ = digits
-    memory = trained(digits, weights=weights)
+    memory = trained(digits, readout=readout, weights=weights)
     prediction = memory.predict(test)
     path = tmp_path / "network.nir"
     nir.write(path, memory.to_nir())
     graph = read_graph(path)
     assert graph.metadata["network"] == "end_to_end" and graph.metadata["format"] == FORMAT
-    N = len(memory.store)
-    assert graph.nodes["search"].weight.shape == (N, memory.store.conditioner.out_dim + 1)
+    assert graph.metadata["readout"] == readout
+    # a search neuron per prototype (vote) or per class (class statistics; lda's input has a bias line)
+    N, d = (len(memory.store), memory.store.conditioner.out_dim) if readout == "vote" else (10, memory.dim + (readout == "lda"))
+    assert graph.nodes["search"].weight.shape == (N, d + 1)
     answers, steps = graph_answers(graph, memory, test)
     assert (answers == prediction.labels.numpy()).mean() == 1.0
-    assert (steps == prediction.evidence["answer_step"].numpy()).all()
-    # the network answers as the store's vote on the same prototypes
-    vote = memory.readouts()["store_vote"](test).labels
-    assert (prediction.labels == vote).float().mean() >= 0.99
+    # the same answer; its step may be one apart: float32 sums over a long clock (about 2,000 steps for the class
+    # layers) added in another order cross a threshold a step apart on about 1% of queries
+    shift = np.abs(steps - prediction.evidence["answer_step"].numpy())
+    assert shift.max() <= 1 and (shift == 0).mean() >= 0.95
+    # the network answers as the store's own readout does from the same memory
+    store = memory.readouts()["store"](test).labels
+    assert memory.chosen.split(":")[0] == readout and (prediction.labels == store).float().mean() >= 0.99
     if weights == "int8":
         search = graph.nodes["search"].weight[:, :-1]
         assert len(np.unique(np.round(search / (np.abs(search).max() / 127), 6))) <= 255
+    if readout != "vote":  # a class layer's first spike goes to the largest positive score even without the
+        return             # clock (at 97% here): the control below is the vote's, which weighs winners by timing
     # control: a file whose clock line is left out (a runtime fed the query alone) does not answer alike
     broken = read_graph(path)
     broken.nodes["search"].weight[:, -1] = 0.0

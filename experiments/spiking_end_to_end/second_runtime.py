@@ -54,11 +54,12 @@ def main(argv):
         nir.write(path, memory.to_nir())
         size_mb = path.stat().st_size / 2**20
         graph = read_graph(path)
-    p, dt = memory.network_parameters, float(graph.metadata["dt"])
+    layers = memory.network_layers()
+    p, dt = layers.parameters, float(graph.metadata["dt"])
     answers, steps = [], []
     start = time.perf_counter()
     for i in tqdm(range(0, len(queries), 250), desc="NIR equations", unit="batch"):
-        z = memory.network_input(queries[i:i + 250]).numpy()
+        z = memory.network_input(queries[i:i + 250], layers).numpy()
         T, B = p.num_timesteps, len(z)
         x = np.concatenate([np.broadcast_to(z, (T, B, z.shape[1])),
                             np.broadcast_to(clock(p).numpy()[:, None, None], (T, B, 1))], axis=2)
@@ -72,9 +73,10 @@ def main(argv):
     same = float((answers == prediction.labels.numpy()).mean())
     same_step = float((steps == prediction.evidence["answer_step"].numpy()).mean())
     print(f"\n`python experiments/spiking_end_to_end/second_runtime.py {' '.join(argv)}`\n")
-    print("| stream | prototypes (search neurons) | test queries | same winner | same answer step | file MB "
-          "| simulator s | NIR equations s |\n|---|---|---|---|---|---|---|---|")
-    print(f"| {' '.join(argv)} | {len(memory.store)} | {len(queries)} | {same:.4f} | {same_step:.4f} | {size_mb:.1f} "
+    print("| stream | readout | search neurons | test queries | same winner | same answer step | file MB "
+          "| simulator s | NIR equations s |\n|---|---|---|---|---|---|---|---|---|")
+    print(f"| {' '.join(argv)} | {memory.chosen} | {len(layers.search)} | {len(queries)} | {same:.4f} | {same_step:.4f} "
+          f"| {size_mb:.1f} "
           f"| {simulator_s:.1f} | {runtime_s:.1f} |")
 
 

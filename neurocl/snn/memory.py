@@ -39,6 +39,8 @@ and plain STDP applies. A class's first batch earns no reward (the store
 holds none of it yet), so an experience of one batch teaches nothing.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -46,6 +48,7 @@ from norse.torch.functional.lsnn import LSNNParameters
 
 from neurocl.errors import ConfigError
 from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
+from neurocl.memory import readouts as store_readouts
 from neurocl.memory.prototypes import PrototypeMemory
 from neurocl.snn.plasticity import (RewardSTDPParameters, check_parameters, reward_stdp_change,
                                     reward_stdp_initial_state, reward_stdp_step)
@@ -59,6 +62,21 @@ from neurocl.snn.nir_graph import FORMAT, cuba_li, cuba_lif
 # (Horowitz, ISSCC 2014), as used across the SNN literature to compare with the equivalent dense network.
 PJ_PER_SOP, PJ_PER_MAC = 0.9, 4.6
 NETWORKS = ("end_to_end", "topk_currents")
+# The store's readouts the end-to-end network holds as synapses: the top-k vote (a search neuron per prototype),
+# and the class statistics (a neuron per class; the first to fire answers: the discriminant's argmax).
+NETWORK_READOUTS = ("vote", "lda", "whitened_ncm")
+CLASS_CLOCK = 10
+
+
+class Layers(NamedTuple):
+    """The end-to-end network's synapses for the chosen readout."""
+    family: str               # vote | lda | whitened_ncm
+    slots: torch.Tensor       # (N,) what each search neuron stands for: a prototype slot (vote) or a class
+    search: torch.Tensor      # (N, d') input synapses
+    label: torch.Tensor       # (N, C) synapses onto the label neurons
+    parameters: e2e.NetworkParameters
+    input: str                # what the host computes before the network (for the NIR metadata)
+    bias_line: float = 0.0    # lda: the value of the input's bias line (beta)
 TOPK_CURRENTS_TIMESTEPS = 20
 WEIGHTS = ("float32", "int8")
 # Energy per operation at 45 nm (Horowitz, ISSCC 2014): fp32 add 0.9 pJ, fp32 multiply 3.7 pJ; int8 add 0.03 pJ,
@@ -88,13 +106,16 @@ class SpikingPrototypeMemory(PrototypeMemory):
                  teacher_current: float = 1.0,
                  initial_label_weight: float = 0.5, label_plasticity: dict | None = None,
                  recurrent_plasticity: dict | None = None, plastic_neurons: str = "new", dt: float = 1e-3,
-                 learn_batch_size: int | None = None, readout: str = "vote", **store_options):
-        if readout != "vote":  # the network is this memory's readout; the store's vote is its comparison
-            raise ConfigError("memory.readout", readout, "the spiking memory reads out through its network",
-                              "leave memory.readout=vote with memory=prototypes_snn")
-        super().__init__(dim, num_classes, top_k, temperature, readout=readout, **store_options)
+                 learn_batch_size: int | None = None, readout: str = "auto", **store_options):
         if network not in NETWORKS:
             raise ConfigError("memory.network", network, f"one of {NETWORKS}", "set memory.network=end_to_end")
+        if network == "topk_currents" and readout == "auto":
+            readout = "vote"  # the only readout its network has
+        families = NETWORK_READOUTS if network == "end_to_end" else ("vote",)
+        if readout not in ("auto", *families):
+            raise ConfigError("memory.readout", readout, f"the {network} network reads out one of {families}",
+                              f"set memory.readout=auto (the best of {families} on held-out data)")
+        super().__init__(dim, num_classes, top_k, temperature, readout=readout, **store_options)
         if weights not in WEIGHTS:
             raise ConfigError("memory.weights", weights, f"one of {WEIGHTS}", "set memory.weights=float32")
         if network == "end_to_end" and type(neuron).__name__ != "LIFParameters":
@@ -162,62 +183,112 @@ class SpikingPrototypeMemory(PrototypeMemory):
         return record.label_counts.detach() + 0.5 * drive / drive.amax(dim=1, keepdim=True).clamp(min=1e-12)
 
     # -- the end-to-end network ----------------------------------------------------------------
-    def network_layers(self):
-        """(prototype slots (N,), search synapses (N, d'), label synapses (N, C)) as the network holds them:
-        the store's conditioned prototypes and each prototype's label shares; int8: rounded to 8 bits."""
-        ids = self.store.ids
-        search = torch.from_numpy(self.store.conditioned(ids)).float()
-        counts = torch.from_numpy(self.store.label_counts[ids].astype(np.float32))
-        label = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    def _families(self) -> list[str]:
+        return [f for f in super()._families() if f in NETWORK_READOUTS] or ["vote"]
+
+    def network_layers(self) -> Layers:
+        """The synapses the network holds for the store's chosen readout; int8: rounded to 8 bits.
+
+        vote: one search neuron per prototype (the store's conditioned prototypes), label synapses = its label
+        shares. lda / whitened_ncm: one search neuron per known class; the within-class whitening
+        r = s * V^T (x - mean) is linear, so it folds into the synapses: a_c . r = (V s a_c) . (x - mean), a_c the
+        whitened class mean (whitened_ncm: its unit vector). The input is the centred query (lda: with a bias line
+        of value beta), unit norm; lda's row is [V s a_c, (b - |a_c|^2 / 2) / beta], b the mean of |a_c|^2 / 2 (a
+        constant for every class: the argmax stays LDA's, the bias synapses stay small for 8 bits); beta the
+        stored statistics' typical |x - mean|, sqrt(trace(within) + mean_c |m_c - mean|^2), so that the bias line
+        weighs like the query. Scores are the discriminants over positive per-query factors: the first class
+        neuron to fire is the readout's argmax (top_k 1)."""
+        if self._fitted is None:
+            self._settle()
+        family, *values = self.chosen.split(":")
+        bias_line = 0.0
+        if family == "vote":
+            slots = self.store.ids
+            search = torch.from_numpy(self.store.conditioned(slots)).float()
+            counts = torch.from_numpy(self.store.label_counts[slots].astype(np.float32))
+            label = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+            parameters, described = self.network_parameters, "z = the store's conditioning of the query (centre, " \
+                "whiten, unit norm)"
+        else:
+            c = self.store.conditioner
+            slots = torch.nonzero(self.known_classes()).flatten().numpy()
+            values_, vectors = self._eigen()
+            scale = store_readouts.shrunk_eigenvalues(values_, float(values[0])).rsqrt()
+            centred = torch.from_numpy(c.class_means[slots]).double() - torch.from_numpy(c.mean).double()
+            means = (centred @ vectors) * scale  # a_c
+            if family == "lda":
+                half = 0.5 * (means * means).sum(dim=1, keepdim=True)
+                bias_line = float(torch.sqrt(torch.trace(c.within_covariance()) + (centred ** 2).sum(dim=1).mean()))
+                search = torch.cat([(means * scale) @ vectors.T, (half.mean() - half) / bias_line], dim=1)
+            else:
+                search = (F.normalize(means, dim=1) * scale) @ vectors.T
+            search = (search / search.norm(dim=1).max().clamp(min=1e-12)).float()
+            label = F.one_hot(torch.from_numpy(slots), self.num_classes).float()
+            p = self.network_parameters
+            # a class neuron per class: a clock CLASS_CLOCK times finer (close discriminants still fire apart) costs
+            # C neurons that many more steps, not N
+            ramp = CLASS_CLOCK * p.ramp_steps
+            parameters = p._replace(top_k=1, label_stages=1, ramp_steps=ramp, window=1.0 / (2 * ramp),
+                                    num_timesteps=CLASS_CLOCK * p.num_timesteps)
+            described = f"z = {'[x - mean, beta]' if family == 'lda' else 'x - mean'}, unit norm (mean: the store's " \
+                f"running mean{f'; beta = {bias_line:.6g}' if family == 'lda' else ''}); the within-class whitening " \
+                f"(shrinkage {values[0]}) of the store's class statistics is folded into the search synapses"
         if self.weights == "int8":
             search, label = quantize_int8(search), quantize_int8(label)
-        return ids, search, label
+        return Layers(family, torch.as_tensor(slots), search, label, parameters, described, bias_line)
 
-    def network_input(self, features) -> torch.Tensor:
-        """The query as the network's input: the store's conditioning (whitening, unit norm), on the host."""
-        return torch.from_numpy(self.store.conditioner.transform(features.float().numpy())).float()
+    def network_input(self, features, layers: Layers | None = None) -> torch.Tensor:
+        """The query as the network's input, computed on the host (NIR has no normalisation node)."""
+        layers = layers or self.network_layers()
+        if layers.family == "vote":
+            return torch.from_numpy(self.store.conditioner.transform(features.float().numpy())).float()
+        z = features.float() - torch.from_numpy(self.store.conditioner.mean).float()
+        if layers.family == "lda":
+            z = torch.cat([z, torch.full((len(z), 1), layers.bias_line)], dim=1)
+        return F.normalize(z, dim=1)
 
     def run_network(self, features):
-        """(record over each query's simulated search neurons, their slots (-1 past a query's own), layers)."""
-        ids, search, label = self.network_layers()
-        record, columns = e2e.simulate_search(self.network_input(features) @ search.T, label, self.network_parameters)
-        slots = torch.where(columns >= 0, torch.from_numpy(ids)[columns.clamp(min=0)], -1)
-        return record, slots, (ids, search, label)
+        """(record over each query's simulated search neurons, their columns in the layers (-1 past a query's
+        own), the layers)."""
+        layers = self.network_layers()
+        record, columns = e2e.simulate_search(self.network_input(features, layers) @ layers.search.T, layers.label,
+                                              layers.parameters)
+        return record, columns, layers
 
     def _predict_end_to_end(self, features) -> Prediction:
-        record, slots, (_, search, label) = self.run_network(features)
+        record, columns, layers = self.run_network(features)
         scores = record.label_potential.clone()
         seen = self.known_classes()
         scores[:, ~seen] = 0.0
         confidence = scores.max(dim=1).values / scores.sum(dim=1).clamp(min=1e-12)  # the winner's share
         scores[:, ~seen] = float("-inf")
         scores[record.silent] = float("-inf")  # no search neuron fired: abstain
-        # evidence: the winners, first to fire first
+        # the winners, first to fire first
         order = torch.where(record.winners, record.first_spike, torch.iinfo(torch.long).max).argsort(dim=1, stable=True)
-        k = self.top_k
-        winners = torch.where(record.winners.gather(1, order)[:, :k], slots.gather(1, order)[:, :k], -1)
-        cost = self._network_cost(record, winners, search, label)
-        # the answered label's support: winners (one spike each) whose prototype holds it (composer=spikes)
+        k = layers.parameters.top_k
+        winners = torch.where(record.winners.gather(1, order)[:, :k], columns.gather(1, order)[:, :k], -1)
+        cost = self._network_cost(record, winners, layers)
+        # the answered label's support (composer=spikes): winners (one spike each) with a synapse onto it
         answered = scores.argmax(dim=1)
-        held = torch.from_numpy(self.store.label_counts[winners.clamp(min=0).numpy(), answered.numpy()[:, None]] > 0)
-        return prediction_from_scores(scores, {"prototype_ids": winners, "confidence": confidence,
+        held = (layers.label[winners.clamp(min=0), answered[:, None]] > 0) & (winners >= 0)
+        if layers.family == "vote":
+            evidence_ids = torch.where(winners >= 0, layers.slots[winners.clamp(min=0)], -1)
+        else:  # a class neuron answered: the nearest prototypes, from the store's search, are the evidence shown
+            evidence_ids = torch.from_numpy(self.store.search(features.float().numpy(), self.top_k)[0])
+        return prediction_from_scores(scores, {"prototype_ids": evidence_ids, "confidence": confidence,
                                                "spikes": cost["spikes"], "sops": cost["sops"],
-                                               "winner_spikes": (held & (winners >= 0)).sum(dim=1),
-                                               "answer_step": record.answer_step})
+                                               "winner_spikes": held.sum(dim=1), "answer_step": record.answer_step})
 
-    def _network_cost(self, record, winners, search, label) -> dict:
+    def _network_cost(self, record, winners, layers: Layers) -> dict:
         """Per query: spikes, spike-driven synaptic operations, steps to the answer; added to the activity."""
-        N, d = search.shape
+        N = len(layers.search)
         steps = (record.answer_step + 1).clamp(min=0).to(torch.float64)
         fired = (record.first_spike >= 0).sum(dim=1).to(torch.float64)
         gate_on = (record.gate_step >= 0).long()  # the k-gate fires once
         first = torch.where(record.first_spike >= 0, record.first_spike, torch.iinfo(torch.long).max).amin(dim=1)
         start_on = torch.where(record.answer_step >= 0, record.answer_step - first + 1, 0)
         gate_spikes = (gate_on + start_on + (record.answer_step >= 0).long()).to(torch.float64)
-        used = winners.clamp(min=0)
-        position = torch.full((len(self.store.active),), -1, dtype=torch.long)
-        position[torch.from_numpy(self.store.ids)] = torch.arange(N)
-        fan_out = (label[position[used]] != 0).sum(dim=2).to(torch.float64) * (winners >= 0)
+        fan_out = (layers.label[winners.clamp(min=0)] != 0).sum(dim=2).to(torch.float64) * (winners >= 0)
         readout = fan_out.sum(dim=1)
         # a search spike reaches itself (self-inhibition), the count line and its label synapses; the k-gate's
         # spikes reach all N search neurons; the start gate's reach the end gate
@@ -397,27 +468,34 @@ class SpikingPrototypeMemory(PrototypeMemory):
 
     def _stats_end_to_end(self) -> dict:
         """Spikes, operations and energy per query, everything counted, beside the store's dense search and vote."""
-        a, p = self.activity, self.network_parameters
+        a = self.activity
+        layers = self.network_layers()
+        p = layers.parameters
         queries = max(a["queries"], 1)
-        ids = self.store.ids
-        N, C = len(ids), self.num_classes
-        d = self.store.conditioner.out_dim
+        (N, d), C = layers.search.shape, self.num_classes
         steps = a["steps"] / queries
-        label_synapses = int((self.store.label_counts[ids] > 0).sum())
+        label_synapses = int((layers.label != 0).sum())
         synapses = N * (d + 1) + label_synapses + 3 * N + 2  # search (+ clock), labels, self, count line, k-gate, start
-        ops = {"search_macs": N * d,                 # the query's d values onto N x d synapses, held for the run
+        d_in = self.dim
+        # the host's input transform: the vote's conditioning serves the dense store's search as well (not counted
+        # for either); the class layers' unit norm (d_in MACs) is the spiking network's alone
+        host_macs = 0 if layers.family == "vote" else d_in
+        ops = {"host_macs": host_macs,
+               "search_macs": N * d,                 # the query's d values onto N x d synapses, held for the run
                "clock_adds": N * steps,              # the clock line onto every search neuron, each step
                "neuron_updates": (N + 3 + p.label_stages * C) * steps,
                "readout_sops": a["label_synapses_used"] / queries,
                "spike_sops": a["sops"] / queries}    # every synaptic event a spike causes, the readout's included
         weight_reads = N * (d + 1) + ops["readout_sops"]
         pj = PJ[self.weights]
-        snn_pj = ops["search_macs"] * pj["mac"] + (ops["clock_adds"] + ops["spike_sops"]) * pj["add"] \
+        snn_pj = (host_macs + ops["search_macs"]) * pj["mac"] + (ops["clock_adds"] + ops["spike_sops"]) * pj["add"] \
             + ops["neuron_updates"] * PJ["float32"]["add"]  # membranes stay float32, as the runtimes keep them
-        dense_macs = N * d + self.top_k * C
+        # the store's own readout, dense: its search and top-k vote, or the class discriminants folded as the network
+        # holds them (d_in x classes: the argmax a dense accelerator would compute)
+        dense_macs = N * d + self.top_k * C if layers.family == "vote" else d_in * N
         return {**PrototypeMemory.stats(self),
                 "memory_bytes": self.store.nbytes, "network": "end_to_end", "weights": self.weights,
-                "concept_neurons": N, "label_neurons": C, "label_synapses": label_synapses,
+                "network_readout": layers.family, "concept_neurons": N, "label_neurons": C, "label_synapses": label_synapses,
                 "queries": a["queries"], "silent": a["silent"],
                 "spikes_per_query": (a["concept_spikes"] + a["label_spikes"]) / queries,
                 "search_spikes_per_query": a["concept_spikes"] / queries,
@@ -427,8 +505,9 @@ class SpikingPrototypeMemory(PrototypeMemory):
                                          "add 0.03 pJ. Spiking network: the search layer's MACs (the graded query "
                                          "held on N x d synapses) at the weights' precision, the clock and every "
                                          "spike's synaptic event as adds at that precision, every neuron-state update "
-                                         "per step as an fp32 add. Dense: the store's search (N x d MACs) and its "
-                                         "top-k vote (k x C MACs) at the same precision",
+                                         "per step as an fp32 add, and host_macs (the class layers' input norm). "
+                                         "Dense: the store's search (N x d MACs) and top-k vote (k x C MACs), or "
+                                         "its class discriminants folded (d_in x classes), at the same precision",
                            "operations_per_query": ops, "weight_reads_per_query": weight_reads,
                            "synapses": synapses, "snn_pJ_per_query": snn_pj,
                            "dense_macs_per_query": dense_macs, "dense_pJ_per_query": dense_macs * pj["mac"],
@@ -438,8 +517,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
     exports_nir = True
 
     def readouts(self) -> dict:
-        """Both answers on the same prototypes: the spiking network and the store's own vote."""
-        return {"snn": self.predict, "store_vote": super().predict}
+        """Both answers from the same memory: the spiking network and the store's own readout (the one it chose)."""
+        return {"snn": self.predict, "store": super().predict}
 
     def write_artifacts(self, output_dir, queries, labels, class_names, observed_samples) -> dict:
         """The store's artifacts, and spike_raster.png of four queries spread over the experiences."""
@@ -448,10 +527,11 @@ class SpikingPrototypeMemory(PrototypeMemory):
         out = super().write_artifacts(output_dir, queries, labels, class_names, observed_samples)
         few = torch.arange(0, len(labels), max(1, len(labels) // 4))[:4]
         if self.network == "end_to_end":
-            record, slots, _ = self.run_network(queries[few])
-            prototypes = torch.from_numpy(self.store.conditioned(slots.clamp(min=0).reshape(-1).numpy()))
-            similarity = torch.einsum("bmd,bd->bm", prototypes.reshape(*slots.shape, -1), self.network_input(queries[few]))
-            majority = torch.from_numpy(self.store.majority(slots.clamp(min=0).numpy()))
+            record, columns, layers = self.run_network(queries[few])
+            held = columns.clamp(min=0)
+            similarity = torch.einsum("bmd,bd->bm", layers.search[held], self.network_input(queries[few], layers))
+            slots = torch.where(columns >= 0, layers.slots[held], -1)
+            majority = layers.label[held].argmax(dim=2)
             plots.search_raster(record, slots, similarity, majority, labels[few], output_dir / "spike_raster.png",
                                 class_names, dt_ms=1e3 * self.dt)
             return out
@@ -475,8 +555,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         Scale, k-WTA inhibition from the k-gate) -> label CubaLI (Linear, C x N) and the gates (count, start, end)."""
         import nir
 
-        p = self.network_parameters
-        ids, search, label = self.network_layers()
+        layers = self.network_layers()
+        p, search, label = layers.parameters, layers.search, layers.label
         N, d = search.shape
         C, dt = self.num_classes, self.dt
         integrating = 1.0 / e2e.INTEGRATING_TAU  # tau_syn_inv of an integrating synapse
@@ -514,12 +594,14 @@ class SpikingPrototypeMemory(PrototypeMemory):
         edges.append((last, "output"))
         metadata = {"format": FORMAT, "neurocl": "prototypes_snn", "network": "end_to_end", "dt": dt,
                     "num_timesteps": p.num_timesteps, "top_k": p.top_k, "weights": self.weights,
-                    "input": "x(t) = [z, u(t)]: z = the store's conditioning of the query (centre, whiten, unit norm), "
-                             "computed on the host; u(t) = 1 - t / ramp_steps, t = 0, 1, ...",
+                    "readout": layers.family,
+                    "input": f"x(t) = [z, u(t)]: {layers.input}, computed on the host; "
+                             "u(t) = 1 - t / ramp_steps, t = 0, 1, ...",
                     "ramp_steps": p.ramp_steps, "window_steps": p.window_steps, "label_stages": p.label_stages,
                     "answer": "argmax of output (label membranes) at the first step 'answer' (the end gate) spikes; "
                               "at the last step if it never does; silent when no search neuron fired",
-                    "prototype_slots": ids}
+                    "search_neurons": "prototype slots" if layers.family == "vote" else "classes",
+                    "prototype_slots": layers.slots.numpy()}
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
     def _topk_currents_graph(self):
