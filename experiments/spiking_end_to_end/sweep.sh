@@ -13,6 +13,9 @@ for s in digits_eff digits_px fmnist_px fmnist_eff iu_reports; do
       hydra.sweep.dir=$OUT/$s
 done
 $PY experiments/spiking_end_to_end/tables.py $OUT > experiments/spiking_end_to_end/tables.md
-# the exported whole memory, read from its file and run by NIR's equations (neurocl/snn/nir_graph.py)
-$PY experiments/spiking_end_to_end/second_runtime.py dataset=digits encoder=efficientnet_lite0 > experiments/spiking_end_to_end/second_runtime.md
-$PY experiments/spiking_end_to_end/second_runtime.py encoder=efficientnet_lite0 >> experiments/spiking_end_to_end/second_runtime.md
+# the exported whole memory, read from its file and run by NIR's equations (neurocl/snn/nir_graph.py) and, where the
+# graph is feed-forward (class layers), by snnTorch (its fixed 0.1 ms step: memory.dt=0.0001)
+SECOND=experiments/spiking_end_to_end/second_runtime.md
+$PY experiments/spiking_end_to_end/second_runtime.py dataset=digits encoder=efficientnet_lite0 memory.dt=0.0001 > $SECOND
+$PY experiments/spiking_end_to_end/second_runtime.py experiment=iu_xray memory.dt=0.0001 >> $SECOND
+$PY experiments/spiking_end_to_end/second_runtime.py encoder=efficientnet_lite0 >> $SECOND

@@ -10,6 +10,14 @@ prototype's label shares. What learns, and where a chip could do it:
     label association             Hebbian counts, read as shares                           local
     whitening refresh, Ward merges, splits, pruning under the budget                     host maintenance
 
+The network holds the readout the store chooses on held-out data (`readout: auto`, as memory=prototypes
+chooses, among the readouts a network can hold): the top-k vote (a search neuron per prototype), or the
+class statistics, LDA or the whitened nearest class mean (a class neuron per class whose synapses hold the
+discriminant with the within-class whitening folded in; the first to fire answers). The class statistics'
+refresh is host maintenance like the whitening's. Kernel ridge has no spiking form here: its ridge
+coefficients cancel (up to 88 in magnitude on Fashion-MNIST pixels), so spike-time quantisation of the kernel
+(400 steps: 86% of its answers) and 8-bit weights (10%) lose it.
+
 `network: topk_currents` is the earlier readout, kept for its studies: the host searches, and the
 top-k similarities drive an attractor network that learns by reward-modulated STDP (below).
 
@@ -56,7 +64,7 @@ from neurocl.snn.neurons import (ParametricLIFParameters, base_parameters, check
                                  simulate)
 from neurocl.snn.synapses import ConceptSynapses
 from neurocl.snn import network as e2e
-from neurocl.snn.nir_graph import FORMAT, cuba_li, cuba_lif
+from neurocl.snn.nir_graph import ANSWER_AT_END_GATE, ANSWER_AT_FIRST_SPIKE, FORMAT, cuba_li, cuba_lif
 
 # Energy conventions (45 nm): a synaptic operation 0.9 pJ (an accumulate), a multiply-accumulate 4.6 pJ
 # (Horowitz, ISSCC 2014), as used across the SNN literature to compare with the equivalent dense network.
@@ -99,7 +107,7 @@ def plasticity_rule(key: str, options: dict | None, shared: dict) -> RewardSTDPP
 class SpikingPrototypeMemory(PrototypeMemory):
     def __init__(self, dim: int, num_classes: int, neuron, top_k: int = 10, temperature: float = 0.1,
                  network: str = "end_to_end", weights: str = "float32", search_gain: float = 40.0,
-                 ramp_steps: int = 100, window: float | None = None, label_stages: int = 2,
+                 ramp_steps: int = 100, window: float | None = None, label_stages: int = 4,
                  num_timesteps: int | None = None, input_gain: float = 2.0, recurrent: bool = True,
                  recurrent_fan_in: int = 32, stdp_lr: float = 0.001, reward_modulation: bool = True,
                  reward_correct: float = 1.0, reward_wrong: float = -1.0, reward_per: str = "query",
@@ -556,15 +564,16 @@ class SpikingPrototypeMemory(PrototypeMemory):
         import nir
 
         layers = self.network_layers()
+        if layers.family != "vote":
+            return self._class_layer_graph(layers)
         p, search, label = layers.parameters, layers.search, layers.label
         N, d = search.shape
         C, dt = self.num_classes, self.dt
         integrating = 1.0 / e2e.INTEGRATING_TAU  # tau_syn_inv of an integrating synapse
         gate = lambda threshold: cuba_lif(1, integrating, 1.0 / dt, threshold, dt=dt)
-        weight = np.concatenate([p.search_gain * search.numpy(), np.full((N, 1), -p.search_gain, np.float32)], axis=1)
         nodes = {
             "input": nir.Input(input_type={"input": np.array([d + 1])}),
-            "search": nir.Linear(weight=weight.astype(np.float64)),
+            "search": nir.Linear(weight=self._search_weight(layers)),
             "search_neurons": cuba_lif(N, integrating, 1.0 / dt, 1.0, dt=dt),
             "self_inhibition": nir.Scale(scale=np.full(N, -e2e.INHIBITION)),
             "count": nir.Linear(weight=np.ones((1, N))),
@@ -598,10 +607,38 @@ class SpikingPrototypeMemory(PrototypeMemory):
                     "input": f"x(t) = [z, u(t)]: {layers.input}, computed on the host; "
                              "u(t) = 1 - t / ramp_steps, t = 0, 1, ...",
                     "ramp_steps": p.ramp_steps, "window_steps": p.window_steps, "label_stages": p.label_stages,
+                    "answer_rule": ANSWER_AT_END_GATE,
                     "answer": "argmax of output (label membranes) at the first step 'answer' (the end gate) spikes; "
                               "at the last step if it never does; silent when no search neuron fired",
-                    "search_neurons": "prototype slots" if layers.family == "vote" else "classes",
-                    "prototype_slots": layers.slots.numpy()}
+                    "search_neurons": "prototype slots", "prototype_slots": layers.slots.numpy()}
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+    def _search_weight(self, layers: Layers) -> np.ndarray:
+        """The search Linear: gain * the search synapses, and -gain on the clock line (the input's last value)."""
+        gain, N = layers.parameters.search_gain, len(layers.search)
+        return np.concatenate([gain * layers.search.numpy(), np.full((N, 1), -gain, np.float32)], axis=1).astype(np.float64)
+
+    def _class_layer_graph(self, layers: Layers):
+        """The class layers, feed-forward: input [z, clock] -> search (Linear, C x (d+1)) -> class CubaLIF -> output.
+        The first class neuron to spike is the answer (top_k 1): the gates and inhibition of the vote's network
+        only stop the run after it, so the graph leaves them out and a feed-forward runtime (snnTorch) reads it."""
+        import nir
+
+        p, dt = layers.parameters, self.dt
+        N, d = layers.search.shape
+        nodes = {"input": nir.Input(input_type={"input": np.array([d + 1])}),
+                 "search": nir.Linear(weight=self._search_weight(layers)),
+                 "search_neurons": cuba_lif(N, 1.0 / e2e.INTEGRATING_TAU, 1.0 / dt, 1.0, dt=dt),
+                 "output": nir.Output(output_type={"output": np.array([N])})}
+        edges = [("input", "search"), ("search", "search_neurons"), ("search_neurons", "output")]
+        metadata = {"format": FORMAT, "neurocl": "prototypes_snn", "network": "end_to_end", "dt": dt,
+                    "num_timesteps": p.num_timesteps, "top_k": 1, "weights": self.weights, "readout": layers.family,
+                    "input": f"x(t) = [z, u(t)]: {layers.input}, computed on the host; "
+                             "u(t) = 1 - t / ramp_steps, t = 0, 1, ...",
+                    "ramp_steps": p.ramp_steps, "answer_rule": ANSWER_AT_FIRST_SPIKE,
+                    "answer": "the class (prototype_slots) of the first output neuron to spike, the lowest index among "
+                              "those of its step; silent when none spikes in num_timesteps",
+                    "search_neurons": "classes", "prototype_slots": layers.slots.numpy()}
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
     def _topk_currents_graph(self):

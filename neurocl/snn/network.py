@@ -46,7 +46,7 @@ INTEGRATING_TAU = 1e6   # s: an integrating synapse; its decay (dt / 1e6 per ste
 
 def fitted_window(temperature: float, label_stages: int) -> float:
     """The window a for which max(0, 1 - x / a)^n is the least-squares match of exp(-x / temperature) on x >= 0
-    (n = label_stages): 1.79, 2.79, 3.78 temperatures for n = 1, 2, 3. From the vote's own form, no data."""
+    (n = label_stages): 1.79, 2.79, 3.78, 4.77 temperatures for n = 1 to 4. From the vote's own form, no data."""
     u = (np.arange(4000) + 0.5) / 4000  # midpoints on [0, 1]
     a = np.linspace(0.5, 10.0, 9501)[:, None]  # in temperatures
     n = label_stages
@@ -60,8 +60,8 @@ class NetworkParameters(NamedTuple):
     top_k: int = 10            # winners (the store's vote reads its top-k too)
     search_gain: float = 40.0  # search current per unit of similarity above the clock
     ramp_steps: int = 100      # the clock falls by 1 in this many steps: 2 * ramp_steps steps per unit similarity
-    window: float = fitted_window(0.1, 2)  # the answer comes this much similarity after the nearest fired (0.279)
-    label_stages: int = 2      # integrators in the label chain: the power of the vote's weights
+    window: float = fitted_window(0.1, 4)  # the answer comes this much similarity after the nearest fired (0.477)
+    label_stages: int = 4      # integrators in the label chain: the power of the vote's weights
     num_timesteps: int = 500   # at most; similarities below 1 - (num_timesteps - window_steps) / (2 ramp_steps) never fire
     dt: float = 1e-3
 

@@ -20,6 +20,49 @@ from neurocl.errors import DataError
 
 FORMAT = "neurocl-nir-1"  # metadata["format"]: what this module writes and reads
 NODE_TYPES = ("Input", "Output", "Linear", "Affine", "Scale", "CubaLIF", "CubaLI", "LI")
+# metadata["answer_rule"] of an end-to-end graph: how its outputs give the answer
+ANSWER_AT_END_GATE = "end_gate"        # the label membranes ('output') at the end gate's ('answer') first spike
+ANSWER_AT_FIRST_SPIKE = "first_spike"  # the first 'output' neuron to spike (class layers: one neuron per class)
+
+
+def _meta(graph, key):
+    value = graph.metadata[key]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def clock_inputs(z: np.ndarray, graph) -> np.ndarray:
+    """(T, B, d + 1) inputs of an end-to-end graph: the host's query vectors z (B, d) and the clock line
+    u(t) = 1 - t / ramp_steps, t < num_timesteps, as its metadata says."""
+    T, ramp = int(graph.metadata["num_timesteps"]), int(graph.metadata["ramp_steps"])
+    u = (1.0 - np.arange(T, dtype=np.float32) / ramp)[:, None, None]
+    B = len(z)
+    return np.concatenate([np.broadcast_to(z.astype(np.float32), (T, B, z.shape[1])), np.broadcast_to(u, (T, B, 1))],
+                          axis=2)
+
+
+def answer_nodes(graph) -> tuple:
+    """The nodes whose outputs the answer rule reads."""
+    return ("output", "answer") if _meta(graph, "answer_rule") == ANSWER_AT_END_GATE else ("output",)
+
+
+def answers(graph, traces: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(class answered (B,), -1 when silent; its step (B,)) from a run's traces {node: (T, B, n)} of answer_nodes,
+    whichever runtime produced them."""
+    out = np.asarray(traces["output"])
+    T, B = out.shape[:2]
+    if _meta(graph, "answer_rule") == ANSWER_AT_END_GATE:
+        spiked = np.asarray(traces["answer"])[:, :, 0] > 0
+        step = np.where(spiked.any(axis=0), spiked.argmax(axis=0), T - 1)
+        potential = out[step, np.arange(B)]
+        silent = (potential == 0).all(axis=1)  # no winner reached a label neuron: no search neuron fired
+        return np.where(silent, -1, potential.argmax(axis=1)), step
+    spiked = out > 0
+    any_spike = spiked.any(axis=2)                        # (T, B)
+    silent = ~any_spike.any(axis=0)
+    step = np.where(silent, -1, any_spike.argmax(axis=0))
+    column = spiked[np.maximum(step, 0), np.arange(B)].argmax(axis=1)  # the lowest index among those of its step
+    slots = np.asarray(graph.metadata["prototype_slots"])
+    return np.where(silent, -1, slots[column]), step
 
 
 def cuba_lif(n: int, tau_syn_inv, tau_mem_inv, v_th, v_leak=0.0, v_reset=0.0, dt: float = 1e-3):
