@@ -15,7 +15,14 @@ done
 $PY experiments/spiking_end_to_end/tables.py $OUT > experiments/spiking_end_to_end/tables.md
 # the exported whole memory, read from its file and run by NIR's equations (neurocl/snn/nir_graph.py) and, where the
 # graph is feed-forward (class layers), by snnTorch (its fixed 0.1 ms step: memory.dt=0.0001)
-SECOND=experiments/spiking_end_to_end/second_runtime.md
-$PY experiments/spiking_end_to_end/second_runtime.py dataset=digits encoder=efficientnet_lite0 memory.dt=0.0001 > $SECOND
-$PY experiments/spiking_end_to_end/second_runtime.py experiment=iu_xray memory.dt=0.0001 >> $SECOND
-$PY experiments/spiking_end_to_end/second_runtime.py encoder=efficientnet_lite0 >> $SECOND
+HERE=experiments/spiking_end_to_end
+quiet() { grep -v '^Loaded pretrained'; }  # the EfficientNet package prints it on stdout
+$PY $HERE/second_runtime.py dataset=digits encoder=efficientnet_lite0 memory.dt=0.0001 | quiet > $HERE/second_runtime.md
+$PY $HERE/second_runtime.py experiment=iu_xray memory.dt=0.0001 | quiet >> $HERE/second_runtime.md
+$PY $HERE/second_runtime.py encoder=efficientnet_lite0 | quiet >> $HERE/second_runtime.md
+# the label chain's length, on training queries; kernel ridge read from spike times
+$PY $HERE/label_stages.py encoder=pixels | quiet > $HERE/label_stages.md
+$PY $HERE/label_stages.py encoder=efficientnet_lite0 | quiet >> $HERE/label_stages.md
+for s in "dataset=digits encoder=pixels" "encoder=pixels" "encoder=efficientnet_lite0"; do
+  $PY $HERE/kernel_ridge_spiking.py $s | quiet
+done > $HERE/kernel_ridge_spiking.md

@@ -14,9 +14,9 @@ The network holds the readout the store chooses on held-out data (`readout: auto
 chooses, among the readouts a network can hold): the top-k vote (a search neuron per prototype), or the
 class statistics, LDA or the whitened nearest class mean (a class neuron per class whose synapses hold the
 discriminant with the within-class whitening folded in; the first to fire answers). The class statistics'
-refresh is host maintenance like the whitening's. Kernel ridge has no spiking form here: its ridge
-coefficients cancel (up to 88 in magnitude on Fashion-MNIST pixels), so spike-time quantisation of the kernel
-(400 steps: 86% of its answers) and 8-bit weights (10%) lose it.
+refresh is host maintenance like the whitening's. Kernel ridge is not built as a network: read from spike
+times it would keep 99.4-99.8% of its Fashion-MNIST answers in float32, but its ridge coefficients cancel and
+8-bit weights keep only 84-96% (experiments/spiking_end_to_end/kernel_ridge_spiking.md).
 
 `network: topk_currents` is the earlier readout, kept for its studies: the host searches, and the
 top-k similarities drive an attractor network that learns by reward-modulated STDP (below).
