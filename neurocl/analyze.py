@@ -257,6 +257,15 @@ def reproducibility(study: dict, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compared_readouts(columns: list[str]) -> tuple[str, list[str]]:
+    """(the second readout's name, the conditions both readouts were scored on) from a table's columns: "clean" and
+    "clean store" for the spiking memory's network and the store's own readout ("store_vote" in runs before
+    2026-12)."""
+    store = "store" if any(c.endswith(" store") for c in columns) else "store_vote"
+    return store, [c[: -len(store) - 1] for c in columns if c.endswith(f" {store}")
+                   and c[: -len(store) - 1] in columns and not c.startswith(("ECE", "AURC"))]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweeps", nargs="+", type=Path)
@@ -285,9 +294,7 @@ def main(argv=None):
         plots.study_summary(rows, out / "open_set.png", study["title"] if study else "", plots.OPEN_SET_PANELS)
     else:  # not measured here (multi-label, one experience): no plot left over from an earlier analysis
         (out / "open_set.png").unlink(missing_ok=True)
-    store = "store" if any(c.endswith(" store") for c in rows[0]) else "store_vote"  # store_vote: runs before 2026-12
-    compared = [c[: -len(store) - 1] for c in rows[0] if c.endswith(f" {store}")
-                and c[: -len(store) - 1] in rows[0] and not c.startswith(("ECE", "AURC"))]
+    store, compared = compared_readouts(list(rows[0]))
     if compared:
         plots.readout_comparison(rows, compared, store, out / "readouts.png")
     if study:

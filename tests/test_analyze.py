@@ -72,6 +72,16 @@ def test_overrides_every_row_shares_are_said_once():
     assert shared_overrides([{"setting": "memory=ncm"}, {"setting": "memory=ncm"}]) == []
 
 
+def test_the_readouts_compared_are_found_under_both_names():
+    from neurocl.analyze import compared_readouts
+
+    columns = ["setting", "clean", "clean store", "occlusion", "occlusion store", "ECE", "ECE store"]
+    assert compared_readouts(columns) == ("store", ["clean", "occlusion"])
+    legacy = [c.replace(" store", " store_vote") for c in columns]  # runs written before the rename
+    assert compared_readouts(legacy) == ("store_vote", ["clean", "occlusion"])
+    assert compared_readouts(["setting", "clean", "ECE"])[1] == []  # control: one readout, nothing compared
+
+
 def test_readout_comparison_plot(tmp_path):
     from neurocl import plots
 
