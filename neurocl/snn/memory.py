@@ -74,6 +74,7 @@ NETWORKS = ("end_to_end", "topk_currents")
 # and the class statistics (a neuron per class; the first to fire answers: the discriminant's argmax).
 NETWORK_READOUTS = ("vote", "lda", "whitened_ncm")
 CLASS_CLOCK = 10
+CLOCK_HEADROOM = 2.0  # the class layers' clock starts at this many times their prototypes' best score (at most 1)
 
 
 class Layers(NamedTuple):
@@ -205,7 +206,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         constant for every class: the argmax stays LDA's, the bias synapses stay small for 8 bits); beta the
         stored statistics' typical |x - mean|, sqrt(trace(within) + mean_c |m_c - mean|^2), so that the bias line
         weighs like the query. Scores are the discriminants over positive per-query factors: the first class
-        neuron to fire is the readout's argmax (top_k 1)."""
+        neuron to fire is the readout's argmax (top_k 1). Their clock runs CLASS_CLOCK times finer than the vote's
+        and starts at CLOCK_HEADROOM times the best score of the store's own prototypes (clock_skip steps in)."""
         if self._fitted is None:
             self._settle()
         family, *values = self.chosen.split(":")
@@ -243,7 +245,15 @@ class SpikingPrototypeMemory(PrototypeMemory):
                 f"(shrinkage {values[0]}) of the store's class statistics is folded into the search synapses"
         if self.weights == "int8":
             search, label = quantize_int8(search), quantize_int8(label)
-        return Layers(family, torch.as_tensor(slots), search, label, parameters, described, bias_line)
+        layers = Layers(family, torch.as_tensor(slots), search, label, parameters, described, bias_line)
+        if family == "vote":
+            return layers
+        # the class scores lie far below 1 (unit query, folded rows): the clock starts at CLOCK_HEADROOM times the
+        # largest score of the store's own prototypes instead of at 1, so no step waits for a score nobody has
+        ids = self.store.ids
+        top = float((self.network_input(torch.from_numpy(self.store.means[ids]).float(), layers) @ search.T).max())
+        skip = int(np.floor((1.0 - min(1.0, CLOCK_HEADROOM * max(top, 0.0))) * parameters.ramp_steps))
+        return layers._replace(parameters=parameters._replace(clock_skip=skip))
 
     def network_input(self, features, layers: Layers | None = None) -> torch.Tensor:
         """The query as the network's input, computed on the host (NIR has no normalisation node)."""
@@ -605,8 +615,9 @@ class SpikingPrototypeMemory(PrototypeMemory):
                     "num_timesteps": p.num_timesteps, "top_k": p.top_k, "weights": self.weights,
                     "readout": layers.family,
                     "input": f"x(t) = [z, u(t)]: {layers.input}, computed on the host; "
-                             "u(t) = 1 - t / ramp_steps, t = 0, 1, ...",
-                    "ramp_steps": p.ramp_steps, "window_steps": p.window_steps, "label_stages": p.label_stages,
+                             "u(t) = 1 - (t + clock_skip) / ramp_steps, t = 0, 1, ...",
+                    "ramp_steps": p.ramp_steps, "clock_skip": p.clock_skip, "window_steps": p.window_steps,
+                    "label_stages": p.label_stages,
                     "answer_rule": ANSWER_AT_END_GATE,
                     "answer": "argmax of output (label membranes) at the first step 'answer' (the end gate) spikes; "
                               "at the last step if it never does; silent when no search neuron fired",
@@ -634,8 +645,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         metadata = {"format": FORMAT, "neurocl": "prototypes_snn", "network": "end_to_end", "dt": dt,
                     "num_timesteps": p.num_timesteps, "top_k": 1, "weights": self.weights, "readout": layers.family,
                     "input": f"x(t) = [z, u(t)]: {layers.input}, computed on the host; "
-                             "u(t) = 1 - t / ramp_steps, t = 0, 1, ...",
-                    "ramp_steps": p.ramp_steps, "answer_rule": ANSWER_AT_FIRST_SPIKE,
+                             "u(t) = 1 - (t + clock_skip) / ramp_steps, t = 0, 1, ...",
+                    "ramp_steps": p.ramp_steps, "clock_skip": p.clock_skip, "answer_rule": ANSWER_AT_FIRST_SPIKE,
                     "answer": "the class (prototype_slots) of the first output neuron to spike, the lowest index among "
                               "those of its step; silent when none spikes in num_timesteps",
                     "search_neurons": "classes", "prototype_slots": layers.slots.numpy()}

@@ -4,7 +4,7 @@ Populations (Norse's LIF/LI steps, dt = 1 ms, v_leak = v_reset = 0):
 
     input   x(t) = [z, u(t)]: the query's conditioned unit-norm vector z (computed on the host: the
             store's whitening and the normalisation, which NIR has no node for) and a clock line
-            u(t) = 1 - t / ramp_steps, the same for every query
+            u(t) = 1 - (t + clock_skip) / ramp_steps, the same for every query
     search  N neurons, one per prototype. Synapses hold the conditioned prototypes:
             input current gain * (p_j . z - u(t)) = gain * (s_j - u(t)), into an integrating synapse
             (tau_syn -> infinity) and a membrane that follows it (tau_mem = dt). The nearest
@@ -64,6 +64,7 @@ class NetworkParameters(NamedTuple):
     label_stages: int = 4      # integrators in the label chain: the power of the vote's weights
     num_timesteps: int = 500   # at most; similarities below 1 - (num_timesteps - window_steps) / (2 ramp_steps) never fire
     dt: float = 1e-3
+    clock_skip: int = 0        # the clock starts this many steps in: u(t) = 1 - (t + clock_skip) / ramp_steps
 
     @property
     def window_steps(self) -> int:
@@ -85,8 +86,8 @@ def check_network(p: NetworkParameters) -> NetworkParameters:
 
 
 def clock(p: NetworkParameters, dtype=torch.float32, device=None) -> torch.Tensor:
-    """(T,) the clock line u(t)."""
-    return 1.0 - torch.arange(p.num_timesteps, dtype=dtype, device=device) / p.ramp_steps
+    """(T,) the clock line u(t) = 1 - (t + clock_skip) / ramp_steps."""
+    return 1.0 - (torch.arange(p.num_timesteps, dtype=dtype, device=device) + p.clock_skip) / p.ramp_steps
 
 
 class SearchRecord(NamedTuple):

@@ -32,9 +32,10 @@ def _meta(graph, key):
 
 def clock_inputs(z: np.ndarray, graph) -> np.ndarray:
     """(T, B, d + 1) inputs of an end-to-end graph: the host's query vectors z (B, d) and the clock line
-    u(t) = 1 - t / ramp_steps, t < num_timesteps, as its metadata says."""
+    u(t) = 1 - (t + clock_skip) / ramp_steps, t < num_timesteps, as its metadata says."""
     T, ramp = int(graph.metadata["num_timesteps"]), int(graph.metadata["ramp_steps"])
-    u = (1.0 - np.arange(T, dtype=np.float32) / ramp)[:, None, None]
+    skip = int(graph.metadata.get("clock_skip", 0))
+    u = (1.0 - (np.arange(T, dtype=np.float32) + skip) / ramp)[:, None, None]
     B = len(z)
     return np.concatenate([np.broadcast_to(z.astype(np.float32), (T, B, z.shape[1])), np.broadcast_to(u, (T, B, 1))],
                           axis=2)
