@@ -222,8 +222,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         else:
             c = self.store.conditioner
             slots = torch.nonzero(self.known_classes()).flatten().numpy()
-            values_, vectors = self._eigen()
-            scale = store_readouts.shrunk_eigenvalues(values_, float(values[0])).rsqrt()
+            eigenvalues, vectors = self._eigen()
+            scale = store_readouts.shrunk_eigenvalues(eigenvalues, float(values[0])).rsqrt()
             centred = torch.from_numpy(c.class_means[slots]).double() - torch.from_numpy(c.mean).double()
             means = (centred @ vectors) * scale  # a_c
             if family == "lda":
