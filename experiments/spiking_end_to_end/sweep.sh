@@ -26,3 +26,5 @@ $PY $HERE/label_stages.py encoder=efficientnet_lite0 | quiet >> $HERE/label_stag
 for s in "dataset=digits encoder=pixels" "encoder=pixels" "encoder=efficientnet_lite0"; do
   $PY $HERE/kernel_ridge_spiking.py $s | quiet
 done > $HERE/kernel_ridge_spiking.md
+# what holding out a fifth of each experience (to choose the readout) costs the vote
+$PY $HERE/holdout_cost.py encoder=efficientnet_lite0 | quiet > $HERE/holdout_cost.md
