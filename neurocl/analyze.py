@@ -8,7 +8,7 @@ in `seed` form one row. Writes results.md, results.csv, results.png and a
 self-contained report.html (tables, accuracy over experiences, forgetting per
 experience, each run's R heatmap, spike raster and prototype map) into --out
 (default: the first sweep directory) and prints the markdown. Runs without a
-results.json (failed, killed, still running) are listed, not dropped. When --out
+results.json (failed, killed, still running) or with one that cannot be read are listed, not dropped. When --out
 holds a study.yaml (title, question, command, notes, references), it also
 writes the study's README.md from it; with --reproducibility it writes the
 table of reference numbers against ours.
@@ -20,6 +20,7 @@ import csv
 import html
 import io
 import json
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import numpy as np
 import yaml
 
 from neurocl import plots
+from neurocl.errors import DataError
 from neurocl.io import atomic_path
 
 COLUMNS = ["A_last", "Abar", "forgetting_chaudhry", "forgetting_avalanche", "BWT", "FWT",
@@ -50,14 +52,30 @@ def condition_columns(conditions: dict) -> dict:
     return out
 
 
+def read_results(path: Path) -> dict:
+    """A run's results.json, with the keys a table needs; DataError naming the file when it cannot be read."""
+    try:
+        data = json.loads(Path(path).read_text())
+        data["metrics"]["A_last"], data["memory_stats"]["memory_bytes"], data["wall_s"], data["config"]["seed"]
+    except (OSError, ValueError, KeyError, TypeError) as e:  # cut short, not JSON, another version's layout
+        raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}). Fix: rerun that run (or resume it: "
+                        "resume=true), or move the file away") from None
+    return data
+
+
 def load_runs(directories, over: tuple[str, ...] = ("seed",)) -> list[dict]:
-    """One row per run; runs whose overrides differ only in the keys `over` (default: the seed) share a setting."""
+    """One row per run; runs whose overrides differ only in the keys `over` (default: the seed) share a setting.
+    A results.json that cannot be read is left out with a warning naming it (incomplete_runs lists its run)."""
     runs = []
     for directory in directories:
         for results in sorted(Path(directory).rglob("results.json")):
             overrides_file = results.parent / ".hydra" / "overrides.yaml"
             overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-            data = json.loads(results.read_text())
+            try:
+                data = read_results(results)
+            except DataError as e:
+                warnings.warn(str(e), stacklevel=2)
+                continue
             row = dict(data["metrics"])
             row["prototypes"] = data["memory_stats"].get("prototypes", float("nan"))
             row["memory_MB"] = data["memory_stats"]["memory_bytes"] / 2**20
@@ -78,9 +96,16 @@ def load_runs(directories, over: tuple[str, ...] = ("seed",)) -> list[dict]:
 
 
 def incomplete_runs(directories) -> list[Path]:
-    """Run directories (Hydra wrote their .hydra/) without a results.json: failed, killed or still running."""
+    """Run directories (they hold .hydra/) without a readable results.json: failed, killed, still running, or
+    whose results file was cut short."""
+    def readable(results: Path) -> bool:
+        try:
+            return bool(read_results(results))
+        except DataError:
+            return False
+
     return sorted(hydra.parent for directory in directories for hydra in Path(directory).rglob(".hydra")
-                  if not (hydra.parent / "results.json").exists())
+                  if not readable(hydra.parent / "results.json"))
 
 
 def experience_curves(directories) -> tuple[dict, dict]:
@@ -307,7 +332,7 @@ def main(argv=None):
     report = html_report(out, args.sweeps, text, rows)
     print(text)
     if missing:
-        print(f"{len(missing)} runs without results.json (failed, killed or running):\n"
+        print(f"{len(missing)} runs without a readable results.json (failed, killed, running or cut short):\n"
               + "\n".join(f"  {d}" for d in missing))
     print(f"report: {report}")
 

@@ -6,7 +6,6 @@ refuses, travel as tensors inside a marker dict and come back as arrays.
 """
 
 import inspect
-import os
 import random
 from pathlib import Path
 
@@ -56,11 +55,15 @@ def save(path: Path, state: dict):
         torch.save(encode({"format": FORMAT, **state}), tmp)
 
 
-def load(path: Path) -> dict:
+RESUME_FIX = ("point hydra.run.dir at the directory of the run to resume (it holds checkpoint.pt), or run without "
+              "resume=true")
+
+
+def load(path: Path, missing_fix: str = RESUME_FIX) -> dict:
+    """The checkpoint at `path`; `missing_fix` is what the error says to do when there is none."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"no checkpoint at {path}. Fix: point hydra.run.dir at the directory of the run to "
-                        "resume (it holds checkpoint.pt), or run without resume=true.")
+        raise DataError(f"no checkpoint at {path}. Fix: {missing_fix}.")
     try:
         state = decode(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as e:  # truncated, not a torch file, or holding objects that would need code to load
@@ -117,22 +120,3 @@ def set_rng_state(state: dict):
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def requeued(run_dir: Path) -> bool:
-    """A SLURM job started again (pre-emption, time-out: submitit requeues the same command) that has a checkpoint."""
-    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0 and (run_dir / FILENAME).exists()
-
-
-def prepare_run_dir(output_dir: Path, resume: bool) -> dict | None:
-    """Clear leftovers of killed writes; refuse to mix two runs in one directory. Returns the checkpoint to resume."""
-    for leftover in output_dir.glob(".*.tmp"):  # atomic_path's temporary files, orphaned by a kill
-        leftover.unlink(missing_ok=True)
-    path = output_dir / FILENAME
-    if resume:
-        return load(path)
-    held = [name for name in ("results.json", FILENAME) if (output_dir / name).exists()]
-    if held:
-        raise ConfigError("resume", False, f"{output_dir} already holds another run ({', '.join(held)})",
-                          "set resume=true to continue that run, or run in a new directory (hydra.run.dir=...)")
-    return None

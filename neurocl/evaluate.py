@@ -6,7 +6,8 @@
 
 Overrides are Hydra overrides of the `dataset` and `conditions` groups (and their keys); everything else
 (encoder, memory, scenario) is the run's own. The dataset must have the run's classes, in its order. Prints a
-table and writes evaluation.json (atomically) into the run directory, or to output=<file>.
+table and writes evaluation.json (atomically) into the run directory, or to output=<file>. A run that stopped
+before the end of its stream is evaluated only with allow_partial=true (evaluation.json says how far it got).
 """
 
 import sys
@@ -27,7 +28,7 @@ from neurocl.io import write_json
 from neurocl.scenarios import MultiLabelIncremental
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-OWN_KEYS = ("checkpoint", "output")
+OWN_KEYS = ("checkpoint", "output", "allow_partial")
 EVALUATED_GROUPS = ("dataset", "conditions")
 
 
@@ -53,7 +54,10 @@ def evaluate(argv: list[str]) -> dict:
     if "checkpoint" not in options:
         raise ConfigError("checkpoint", None, "is required", "python -m neurocl.evaluate checkpoint=<run dir> ...")
     run_dir = Path(options["checkpoint"])
-    config, data, encoder, memory = load_trained(run_dir)
+    allow_partial = options.get("allow_partial", "false").lower()
+    if allow_partial not in ("true", "false"):
+        raise ConfigError("allow_partial", allow_partial, "must be true or false", "set allow_partial=true")
+    config, data, encoder, memory = load_trained(run_dir, allow_partial == "true")
     config = evaluation_config(OmegaConf.to_container(config), overrides)
     splits = instantiate(config.dataset).load()
     if splits.class_names != data["class_names"]:
@@ -77,14 +81,16 @@ def evaluate(argv: list[str]) -> dict:
                                                len(data["class_names"]) // scenario.classes_per_experience)]
     per_experience = [float((labels[mask] == clean.y[mask]).float().mean()) if mask.any() else None
                       for mask in (np.isin(clean.y.numpy(), g) for g in groups)]
-    result = {"checkpoint": str(run_dir), "dataset": splits.name, "test_samples": len(clean.y),
+    result = {"checkpoint": str(run_dir), "experiences_seen": data["experiences_seen"], "dataset": splits.name,
+              "test_samples": len(clean.y),
               "accuracy": conditions["clean"][own]["accuracy"], "per_experience_accuracy": per_experience,
               "per_class_accuracy": metrics.per_class_accuracy(labels, clean.y, len(data["class_names"])),
               "conditions": conditions, "config": OmegaConf.to_container(config, resolve=True)}
     output = Path(options.get("output") or (run_dir if run_dir.is_dir() else run_dir.parent) / "evaluation.json")
     write_json(output, result)
     width = max(len(c) for c in conditions)
-    print(f"{splits.name}, {len(clean.y)} test samples; per experience: "
+    print(f"{splits.name}, {len(clean.y)} test samples, a memory that has learned "
+          f"{data['experiences_seen'][0]} of {data['experiences_seen'][1]} experiences; per experience: "
           + " ".join("-" if a is None else f"{a:.3f}" for a in per_experience))
     for condition, readouts in conditions.items():
         print("  " + f"{condition:<{width}}  " + "  ".join(

@@ -7,13 +7,16 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+# Every temporary file atomic_path makes ends so: a run or the feature cache removes only files of its own kind.
+TMP_SUFFIX = ".neurocl.tmp"
+
 
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it over `path` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -7,6 +7,7 @@
 import dataclasses
 import json
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from neurocl import checkpoint, metrics, plots
+from neurocl import checkpoint, metrics, plots, run_dir
 from neurocl.composer import answer_metrics
 from neurocl.data.base import stratified_split
 from neurocl.data.corruptions import corrupt_condition
@@ -82,10 +83,25 @@ def compose_answers(composer, memory, calibration_x, test_sets: dict, train_ids:
 def load_splits(cfg: DictConfig):
     """The dataset of `cfg`, cut to the debug subset when one is set, before anything is encoded."""
     splits = build(cfg.dataset).load()
+    for key, split in (("train_size", splits.train), ("test_size", splits.test)):
+        asked = cfg.dataset.get(key)
+        if asked is not None and asked > len(split):  # a loader keeps what there is; the run must not claim more
+            raise ConfigError(f"dataset.{key}", asked, f"the {key.split('_')[0]} split of {splits.name} has "
+                              f"{len(split):,} samples", f"set dataset.{key}={len(split)} or dataset.{key}=null (all)")
     if cfg.get("subset"):  # debug=default
         splits = dataclasses.replace(splits, train=small(splits.train, cfg.subset.train),
                                      test=small(splits.test, cfg.subset.test))
     return splits
+
+
+def validation_rows(train, fraction: float):
+    """(kept, held) training rows for a validation split of `fraction`, from the labels alone (before encoding)."""
+    try:
+        return stratified_split(train.labels, fraction, stratify=not train.multi_label)
+    except ValueError as e:  # too few samples per class on one side
+        raise ConfigError("validation_fraction", fraction, f"cannot hold out that share of {len(train):,} training "
+                          f"samples and keep every class on both sides ({e})",
+                          "hold out a smaller share, e.g. validation_fraction=0.2") from None
 
 
 def run_info(cfg: DictConfig, output_dir: Path, resume: dict | None) -> RunInfo:
@@ -106,13 +122,17 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     The presence of results.json marks a completed run: it is written after everything else.
     """
     start = time.perf_counter()
+    saved = run_dir.prepare(output_dir, bool(cfg.resume) or run_dir.requeued(output_dir))  # refused: nothing written
+    if not saved:
+        run_dir.record_config(output_dir, cfg)  # the directory is this run's: a failed run is listed by its overrides
     validate_config(cfg)  # every key of every group, before anything is built, read or encoded
-    seed_everything(cfg.seed)
-    saved = checkpoint.prepare_run_dir(output_dir, cfg.resume or checkpoint.requeued(output_dir))
     config = OmegaConf.to_container(cfg, resolve=True)
     if saved:
         checkpoint.check_same_run(saved["config"], config, output_dir / checkpoint.FILENAME)
+        run_dir.record_config(output_dir, cfg)  # only if the run it continues left none
+    seed_everything(cfg.seed)
     # Build everything before encoding, so that a bad value fails in seconds, not after minutes.
+    cache = FeatureCache(cfg.paths.cache_dir, enabled=cfg.cache.enabled)
     splits = load_splits(cfg)
     encoder = build(cfg.encoder)
     check_accepts(encoder, splits.modality, f"dataset {splits.name}")
@@ -144,8 +164,8 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         raise ConfigError("composer", type(composer.policy).__name__, "it is calibrated on training queries the "
                           "memory has not learned (the memory answers its own training samples too confidently)",
                           "hold some out: validation_fraction=0.2")
+    kept, held = validation_rows(splits.train, cfg.validation_fraction) if cfg.validation_fraction else (None, None)
     logger = Loggers({name: build(node) for name, node in cfg.logger.items()})
-    cache = FeatureCache(cfg.paths.cache_dir, enabled=cfg.cache.enabled)
     train = Features(cache.features(encoder, splits.train, splits.name, "train"), splits.train.labels)
     test = Features(cache.features(encoder, splits.test, splits.name, "test"), splits.test.labels)
     test_sets = {"clean": test}
@@ -153,8 +173,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         test_sets[name] = Features(cache.features(encoder, split, splits.name, f"test-{name}"), split.labels)
     pairs = paired_features(projection, cache, splits) if projection and projection.policy != "frozen" else None
     train_rows, validation = list(range(len(train.y))), None  # the memory's training row -> splits.train row
-    if cfg.validation_fraction:  # carved from the training data: a search never sees the test set
-        kept, held = stratified_split(train.y, cfg.validation_fraction, stratify=not splits.train.multi_label)
+    if held is not None:  # carved from the training data: a search never sees the test set
         validation, train = Features(train.x[held], train.y[held]), Features(train.x[kept], train.y[kept])
         train_rows = kept.tolist()
         pairs = pairs[kept] if pairs is not None else None
@@ -240,7 +259,12 @@ def main(cfg: DictConfig) -> float:
             output_dir = Path(tempfile.mkdtemp(prefix=f"neurocl-task{env.rank}-"))
             with open_dict(cfg):
                 cfg.logger = {"console": {"_target_": "neurocl.loggers.ConsoleLogger"}}
-        results = execute(cfg, output_dir)
+        try:
+            with run_dir.claim(output_dir):
+                results = execute(cfg, output_dir)
+        except KeyboardInterrupt:  # a line that says what to do, not a traceback
+            log.warning("interrupted; %s", run_dir.resume_hint(output_dir, list(HydraConfig.get().overrides.task)))
+            sys.exit(130)
     return (results.get("validation") or results)["metrics"]["A_last"]
 
 

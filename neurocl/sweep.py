@@ -39,6 +39,8 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from neurocl.errors import DataError
+
 log = logging.getLogger(__name__)
 
 NO_RESULT = "no results.json and no error reported (still running, killed, or left from an earlier sweep)"
@@ -91,10 +93,11 @@ def summarize(sweep_dir, failures: Sequence[dict] = ()) -> str:
             failure["matched"] = True
         if (directory / "results.json").exists() and not failure:
             try:
+                analyze.read_results(directory / "results.json")
                 runs += analyze.load_runs([directory])
                 continue
-            except Exception as e:  # a results.json from another version, or cut short
-                message = f"unreadable results.json: {type(e).__name__}: {e}"
+            except DataError as e:  # a results.json from another version, or cut short
+                message = f"unreadable results.json: {e}"
         else:
             message = failure["message"] if failure else NO_RESULT
         missing.append({"job": str(directory.relative_to(sweep_dir)), "dir": str(directory),

@@ -52,7 +52,7 @@ RANGES = [
     (("similarity_threshold", "merge_threshold"), ("closed", -1, 1)),
     (("split_threshold",), ("left_open", 0, 2)),
     (("refresh_growth",), ("above", 1)),
-    (("seed",), ("at_least", 0)),
+    (("seed",), ("closed", 0, 2**32 - 1)),              # numpy seeds are 32-bit
     (("hidden", "min_*", "weight_decay", "ewc_lambda", "stdp_lr", "memory_strength", "tau_lr", "tau_*_inv",
       "shrinkage_param"), ("at_least", 0)),
     (("*_size", "*_shape", "num_*", "*epochs", "max_*", "top_k", "k", "exemplars", "maintenance_interval",
@@ -464,9 +464,12 @@ def _rule(name: str):
     return None
 
 
-RULE_TEXT = {"open": "in ({0:g}, {1:g})", "left_open": "in ({0:g}, {1:g}]", "right_open": "in [{0:g}, {1:g})",
-             "closed": "in [{0:g}, {1:g}]",
-             "above": "above {0:g}", "at_least": "at least {0:g}"}
+RULE_TEXT = {"open": "in ({0}, {1})", "left_open": "in ({0}, {1}]", "right_open": "in [{0}, {1})",
+             "closed": "in [{0}, {1}]", "above": "above {0}", "at_least": "at least {0}"}
+
+
+def _bound(number) -> str:
+    return f"{number:,}" if isinstance(number, int) else f"{number:g}"
 
 
 def _within(value, rule) -> bool:
@@ -511,7 +514,7 @@ def _check_value(key: str, value, annotation, name, default):
         [v for v in value if _is_number(v)] if isinstance(value, (list, tuple)) else [])
     for number in numbers:
         if not _within(number, rule):
-            text = RULE_TEXT[rule[0]].format(*rule[1:])
+            text = RULE_TEXT[rule[0]].format(*map(_bound, rule[1:]))
             raise ConfigError(key, value, f"must be {text}" + (" (each element)" if number is not value else ""),
                               _example(key, default, f"set {key} to a value {text}"))
 

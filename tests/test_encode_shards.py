@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from conftest import CONF, ROOT
 from test_sweeps import ENV, slurm  # noqa: F401  (slurm: the fixture that skips or fails without the cluster)
 from neurocl import encode
-from neurocl.encoders.cache import ShardError, shard_bounds
+from neurocl.encoders.cache import LOCK, ShardError, shard_bounds
 from neurocl.errors import ConfigError
 
 
@@ -29,8 +29,8 @@ def config(cache_dir, fmnist_dir, *overrides):
 
 
 def entry_files(cache_dir) -> dict:
-    """Every file of a cache directory, name -> bytes."""
-    return {path.name: path.read_bytes() for path in sorted(cache_dir.iterdir())}
+    """Every entry or shard file of a cache directory (not its lock), name -> bytes."""
+    return {path.name: path.read_bytes() for path in sorted(cache_dir.iterdir()) if path.name != LOCK}
 
 
 def one_process(tmp_path, fmnist_dir, *overrides) -> dict:
@@ -133,7 +133,7 @@ def test_a_failing_shard_names_itself_and_its_log_and_writes_no_entry(tmp_path, 
     log = message.split("log: ")[1].split("\n")[0]
     assert "DataError" in open(log).read()  # the log it names is the failed job's, with its traceback
     assert "kept beside the cache entries and reused" in message
-    left = sorted(p.name for p in cache.iterdir())
+    left = sorted(p.name for p in cache.iterdir() if p.name != LOCK)
     assert left and all(".shard-0-of-2." in name for name in left)  # shard 0's files only: no entry, no shard 1
 
     # positive control: the same command with a sound encoder succeeds, reusing the shard that had finished

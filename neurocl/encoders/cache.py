@@ -9,12 +9,19 @@ Sharded encoding (neurocl/encode.py): shard i of n encodes its contiguous rows o
 checksum, dtype and finiteness checks, plus its rows); `assemble` checks every shard of a split, concatenates them
 into the entry that `features` itself would have written (same key, paths and metadata: a run then hits it) and
 removes the shard files. A shard file already sound for the same key and rows is reused, not encoded again.
+
+Concurrent runs share the cache: a pair is published under an exclusive lock on `.neurocl-cache.lock` in the
+cache directory and read under a shared one, so no reader sees (or moves aside) half of a pair that is being
+written. Encoding itself runs outside the lock. Temporaries orphaned by a killed writer are removed a day later.
 """
 
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +31,12 @@ from neurocl.data.base import Split
 from neurocl.encoders.base import Encoder, encode_split
 from neurocl.encoders.ensemble import Ensemble
 from neurocl.errors import DataError, NeuroclError
-from neurocl.io import atomic_path, write_json
+from neurocl.io import TMP_SUFFIX, atomic_path, write_json
 
 log = logging.getLogger(__name__)
+
+LOCK = ".neurocl-cache.lock"
+ORPHAN_AGE_S = 24 * 3600  # a temporary this old has no live writer
 
 
 def _file_digest(path: Path) -> str:
@@ -58,6 +68,35 @@ class FeatureCache:
         self.root = Path(root).expanduser() if root else None
         self.enabled = enabled and self.root is not None
         self.hits = self.misses = 0
+        if self.enabled:
+            self._check_usable()
+            self._remove_orphans()
+
+    def _check_usable(self):
+        """Fail now, not after minutes of encoding, when entries could not be written (nothing is created yet)."""
+        existing = next(p for p in (self.root, *self.root.parents) if p.exists())
+        problem = (f"cannot be made: {existing} is a file" if not existing.is_dir() else
+                   None if os.access(existing, os.W_OK | os.X_OK) else f"cannot be written ({existing} is read-only)")
+        if problem:
+            raise DataError(f"the feature cache directory {self.root} {problem}. Fix: set paths.cache_dir to a "
+                            "writable directory (or NEUROCL_CACHE_DIR), or cache.enabled=false to encode every run.")
+
+    def _remove_orphans(self):
+        now = time.time()
+        for leftover in self.root.glob(f".*{TMP_SUFFIX}"):
+            try:
+                if now - leftover.stat().st_mtime > ORPHAN_AGE_S:
+                    leftover.unlink()
+                    log.info("feature cache: removed %s, left by a writer killed over a day ago", leftover.name)
+            except FileNotFoundError:  # another run removed it first
+                pass
+
+    @contextmanager
+    def _locked(self, exclusive: bool):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / LOCK).open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
 
     def key(self, encoder: Encoder, split: Split, dataset: str, split_name: str) -> dict:
         encoder_key = encoder.cache_key()
@@ -85,7 +124,8 @@ class FeatureCache:
         if isinstance(encoder, Ensemble):
             return all(self.cached(member, split, dataset, split_name) for member in encoder.members)
         key = self.key(encoder, split, dataset, split_name)
-        return self._check(*self.paths(key), key, [len(split), encoder.dim]) is None
+        with self._locked(exclusive=False):
+            return self._check(*self.paths(key), key, [len(split), encoder.dim]) is None
 
     def write_shard(self, encoder: Encoder, split: Split, dataset: str, split_name: str, index: int,
                     count: int) -> dict:
@@ -100,8 +140,9 @@ class FeatureCache:
         start, stop = shard_bounds(len(split), count, encoder.batch_size)[index]
         data_path, meta_path = self.shard_paths(key, index, count)
         identity = {"rows": [start, stop], "shard": index, "shards": count}
-        reused = (data_path.exists() and meta_path.exists()
-                  and self._check(data_path, meta_path, key, [stop - start, encoder.dim], identity) is None)
+        with self._locked(exclusive=False):
+            reused = (data_path.exists() and meta_path.exists()
+                      and self._check(data_path, meta_path, key, [stop - start, encoder.dim], identity) is None)
         if reused:
             log.info("shard %d of %d of %s/%s: reusing %s", index, count, dataset, split_name, data_path)
         else:
@@ -111,11 +152,16 @@ class FeatureCache:
             except DataError as e:  # its rows are the shard's: say which rows of the split they are
                 raise DataError(f"{dataset}/{split_name} rows {start}-{stop} (shard {index} of {count}; rows "
                                 f"below count from {start}): {e}") from e
-            self._store(features, data_path, meta_path, key, identity)
+            with self._locked(exclusive=True):
+                self._store(features, data_path, meta_path, key, identity)
         return {"split": split_name, "key": key, "rows": [start, stop], "path": str(data_path), "reused": reused}
 
     def check_shards(self, key: dict, bounds: list[tuple[int, int]], dim: int) -> list[tuple[int, str]]:
         """(shard index, what is wrong with it) for each unsound shard file of entry `key`; empty when all are sound."""
+        with self._locked(exclusive=False):
+            return self._unsound_shards(key, bounds, dim)
+
+    def _unsound_shards(self, key: dict, bounds: list[tuple[int, int]], dim: int) -> list[tuple[int, str]]:
         problems = []
         for index, (start, stop) in enumerate(bounds):
             data_path, meta_path = self.shard_paths(key, index, len(bounds))
@@ -142,15 +188,16 @@ class FeatureCache:
         array = np.concatenate([np.load(data) for data, _ in shards]) if shards else np.empty((0, dim), np.float32)
         data_path, meta_path = self.paths(key)
         expected = [bounds[-1][1] if bounds else 0, dim]
-        try:
-            self._store(torch.from_numpy(array), data_path, meta_path, key)
-            problem = self._check(data_path, meta_path, key, expected)
-            if problem:
-                raise ShardError(f"the assembled entry {data_path} is unsound: {problem}")
-        except BaseException:  # never leave half an entry: data without its metadata, or an unsound pair
-            data_path.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
-            raise
+        with self._locked(exclusive=True):
+            try:
+                self._store(torch.from_numpy(array), data_path, meta_path, key)
+                problem = self._check(data_path, meta_path, key, expected)
+                if problem:
+                    raise ShardError(f"the assembled entry {data_path} is unsound: {problem}")
+            except BaseException:  # never leave half an entry: data without its metadata, or an unsound pair
+                data_path.unlink(missing_ok=True)
+                meta_path.unlink(missing_ok=True)
+                raise
         for data, meta in shards:
             data.unlink(missing_ok=True)
             meta.unlink(missing_ok=True)
@@ -167,18 +214,31 @@ class FeatureCache:
             return encode_split(encoder, split, desc)
         key = self.key(encoder, split, dataset, split_name)
         data_path, meta_path = self.paths(key)
-        expected_shape = [len(split), encoder.dim]
-        if data_path.exists() or meta_path.exists():
-            problem = self._check(data_path, meta_path, key, expected_shape)
-            if problem is None:
-                self.hits += 1
-                log.info("feature cache hit: %s", data_path)
-                return torch.from_numpy(np.load(data_path))
-            self._quarantine(data_path, meta_path, problem)
+        cached = self._load(data_path, meta_path, key, [len(split), encoder.dim])
+        if cached is not None:
+            self.hits += 1
+            log.info("feature cache hit: %s", data_path)
+            return cached
         self.misses += 1
         features = encode_split(encoder, split, desc)
-        self._store(features, data_path, meta_path, key)
+        with self._locked(exclusive=True):
+            self._store(features, data_path, meta_path, key)
         return features
+
+    def _load(self, data_path: Path, meta_path: Path, key: dict, expected_shape: list) -> torch.Tensor | None:
+        """A sound entry's features; None when there is none, after moving an unsound one aside. Publishing holds
+        the exclusive lock, so a pair being written is waited for, never judged half-written."""
+        if not (data_path.exists() or meta_path.exists()):
+            return None
+        with self._locked(exclusive=False):
+            if self._check(data_path, meta_path, key, expected_shape) is None:
+                return torch.from_numpy(np.load(data_path))
+        with self._locked(exclusive=True):  # checked again alone: only now is an unsound entry surely unsound
+            problem = self._check(data_path, meta_path, key, expected_shape)
+            if problem is None:
+                return torch.from_numpy(np.load(data_path))
+            self._quarantine(data_path, meta_path, problem)
+        return None
 
     def _check(self, data_path: Path, meta_path: Path, key: dict, expected_shape: list,
                identity: dict | None = None) -> str | None:

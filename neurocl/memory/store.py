@@ -59,6 +59,10 @@ class PrototypeStore:
                            ("exemplars", exemplars)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"memory.{key}", value, "must be a positive integer", f"set memory.{key} to e.g. 1000")
+        if max_prototypes < num_classes:  # else a full store merges classes away and cannot answer them all
+            raise ConfigError("memory.max_prototypes", max_prototypes, f"is below the stream's {num_classes} classes, "
+                              "and every class needs at least one prototype",
+                              f"set memory.max_prototypes to at least {num_classes} (default 5000)")
         if not isinstance(refresh_growth, (int, float)) or refresh_growth <= 1:
             raise ConfigError("memory.refresh_growth", refresh_growth, "must be a number above 1",
                               "set memory.refresh_growth=2.0")
