@@ -20,7 +20,7 @@ import csv
 import html
 import io
 import json
-import warnings
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -63,6 +63,9 @@ def read_results(path: Path) -> dict:
     return data
 
 
+_WARNED: set[Path] = set()
+
+
 def load_runs(directories, over: tuple[str, ...] = ("seed",)) -> list[dict]:
     """One row per run; runs whose overrides differ only in the keys `over` (default: the seed) share a setting.
     A results.json that cannot be read is left out with a warning naming it (incomplete_runs lists its run)."""
@@ -74,7 +77,9 @@ def load_runs(directories, over: tuple[str, ...] = ("seed",)) -> list[dict]:
             try:
                 data = read_results(results)
             except DataError as e:
-                warnings.warn(str(e), stacklevel=2)
+                if results not in _WARNED:  # once per file, however many tables and figures read the runs
+                    _WARNED.add(results)
+                    print(f"warning: {e}", file=sys.stderr)
                 continue
             row = dict(data["metrics"])
             row["prototypes"] = data["memory_stats"].get("prototypes", float("nan"))

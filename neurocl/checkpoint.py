@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from hydra.utils import get_object
 
-from neurocl.errors import ConfigError, DataError
+from neurocl.errors import DataError, RefusedResume
 from neurocl.io import atomic_path
 
 FORMAT = 1
@@ -82,7 +82,7 @@ def check_same_run(saved: dict, current: dict, path: Path):
         {k: v for k, v in current.items() if k not in RESUMABLE_CHANGES}))
     if differ:
         shown = ", ".join(f"{key}: {a!r} in the checkpoint, {b!r} now" for key, a, b in differ[:5])
-        raise ConfigError("resume", True, f"{path} comes from another config ({shown})",
+        raise RefusedResume("resume", True, f"{path} comes from another config ({shown})",
                           "resume with the overrides of the original run (its .hydra/overrides.yaml), "
                           "or start a new run in another hydra.run.dir")
 

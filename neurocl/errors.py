@@ -18,6 +18,14 @@ class ConfigError(NeuroclError, ValueError):
         return type(self), (self.key, self.value, self.problem, self.fix)
 
 
+class RefusedRunDirectory(NeuroclError):
+    """A run was refused its directory (in use, or holding another run): nothing there, its log included, is its own."""
+
+
+class RefusedResume(RefusedRunDirectory, ConfigError):
+    """The directory holds another run, or a checkpoint of another config."""
+
+
 class DataError(NeuroclError):
     """Data files are missing, malformed or contain unusable values."""
 

@@ -123,11 +123,11 @@ def answer(encoder, memory, data: dict, ids: list[str], samples, batch_size: int
 
 def check_output(output: Path):
     """Before any answer is computed: a file path of a format we write, in a folder that can hold it."""
-    if output.suffix not in OUTPUT_SUFFIXES:
-        raise ConfigError("output", str(output), f"names neither a .jsonl nor a .csv file (the other is written "
-                          "beside it)", f"set output={output.with_suffix('.jsonl')}")
     if output.is_dir():
         raise ConfigError("output", str(output), "is a directory", f"set output={output / 'predictions.jsonl'}")
+    if output.suffix not in OUTPUT_SUFFIXES:
+        raise ConfigError("output", str(output), "names neither a .jsonl nor a .csv file (the other is written "
+                          "beside it)", f"set output={output.with_suffix('.jsonl')}")
     if output.parent.exists() and not output.parent.is_dir():
         raise ConfigError("output", str(output), f"{output.parent} is a file, not a folder",
                           "write into a folder: output=<folder>/predictions.jsonl")

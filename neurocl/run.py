@@ -123,13 +123,12 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     """
     start = time.perf_counter()
     saved = run_dir.prepare(output_dir, bool(cfg.resume) or run_dir.requeued(output_dir))  # refused: nothing written
-    if not saved:
-        run_dir.record_config(output_dir, cfg)  # the directory is this run's: a failed run is listed by its overrides
+    if not saved:  # the directory is this run's; written before validation, so a failed job is listed by it
+        run_dir.record_config(output_dir, cfg)
     validate_config(cfg)  # every key of every group, before anything is built, read or encoded
     config = OmegaConf.to_container(cfg, resolve=True)
     if saved:
         checkpoint.check_same_run(saved["config"], config, output_dir / checkpoint.FILENAME)
-        run_dir.record_config(output_dir, cfg)  # only if the run it continues left none
     seed_everything(cfg.seed)
     # Build everything before encoding, so that a bad value fails in seconds, not after minutes.
     cache = FeatureCache(cfg.paths.cache_dir, enabled=cfg.cache.enabled)

@@ -16,14 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from neurocl import checkpoint
-from neurocl.errors import ConfigError, NeuroclError
+from neurocl.errors import RefusedResume, RefusedRunDirectory
 from neurocl.io import TMP_SUFFIX, atomic_path
 
 LOCK = ".neurocl.lock"
 CONFIG_DIR = ".hydra"
 
 
-class RunDirectoryBusy(NeuroclError):
+class RunDirectoryBusy(RefusedRunDirectory):
     """Another live process is running in this run directory."""
 
 
@@ -85,7 +85,7 @@ def prepare(output_dir: Path, resume: bool) -> dict | None:
     else:
         held = [name for name in ("results.json", checkpoint.FILENAME) if (output_dir / name).exists()]
         if held:
-            raise ConfigError("resume", False, f"{output_dir} already holds another run ({', '.join(held)})",
+            raise RefusedResume("resume", False, f"{output_dir} already holds another run ({', '.join(held)})",
                               "set resume=true to continue that run, or run in a new directory (hydra.run.dir=...)")
         saved = None
     for leftover in output_dir.glob(f".*{TMP_SUFFIX}"):  # atomic_path's, orphaned by a kill
@@ -95,12 +95,12 @@ def prepare(output_dir: Path, resume: bool) -> dict | None:
 
 def record_config(output_dir: Path, cfg) -> None:
     """Write `.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml` as Hydra would, atomically (nothing outside a
-    Hydra app). A resumed run keeps the files of the run it continues: they name that run."""
+    Hydra app). Called for new runs only: a resumed run keeps the files of the run it continues, which name it."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     folder = Path(output_dir) / CONFIG_DIR
-    if not HydraConfig.initialized() or (folder / "overrides.yaml").exists():
+    if not HydraConfig.initialized():
         return
     hydra = HydraConfig.get()
     for name, node in (("config.yaml", cfg), ("hydra.yaml", OmegaConf.create({"hydra": hydra})),

@@ -39,7 +39,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from neurocl.errors import DataError
+from neurocl.errors import DataError, RefusedRunDirectory
 
 log = logging.getLogger(__name__)
 
@@ -245,9 +245,9 @@ class SweepCallback(Callback):
             torch.set_num_threads(int(threads))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if job_return.status != JobStatus.FAILED:
-            return
         error = job_return._return_value
+        if job_return.status != JobStatus.FAILED or isinstance(error, RefusedRunDirectory):
+            return  # a refused run's directory and log are another run's: Hydra's own message says it
         remote = "submitit" in str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
         # In a submitit job the traceback goes into the job's own log (the sweep gets the exception back);
         # under the basic launcher Hydra prints it at the end of the sweep.

@@ -11,14 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
-@pytest.fixture
-def fmnist_dir(tmp_path):
+def write_tiny_fmnist(root: Path) -> Path:
     """A tiny Fashion-MNIST in the real idx.gz format: 10 classes, 8 train and 3 test images each."""
     from neurocl.data.idx import write_idx
 
     rng = np.random.default_rng(0)
-    root = tmp_path / "fmnist"
-    root.mkdir()
+    root.mkdir(parents=True)
     for split, per_class in (("train", 8), ("t10k", 3)):
         labels = np.repeat(np.arange(10, dtype=np.uint8), per_class)
         images = rng.integers(0, 40, (len(labels), 28, 28), dtype=np.uint8)
@@ -27,6 +25,11 @@ def fmnist_dir(tmp_path):
         write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
         write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
     return root
+
+
+@pytest.fixture
+def fmnist_dir(tmp_path):
+    return write_tiny_fmnist(tmp_path / "fmnist")
 
 
 def compose(*overrides):
