@@ -8,6 +8,7 @@ in a scratch directory, with real processes for kills, interrupts and races, and
 the behaviour is wrong. tests/test_faults.py runs every case under pytest.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -167,7 +168,8 @@ def a_second_run_into_a_busy_directory_is_refused_at_once(tmp: Path) -> str:
     assert json.loads((run / "results.json").read_text())["config"]["seed"] == 0
     log = (run / "run.log").read_text()
     assert log.count("results in") == 1 and "in use by another run" not in log
-    return f"refused in {refused_in:.1f} s naming pid {first.pid} and its command; the first run finished alone"
+    return (f"refused, its whole command {refused_in:.1f} s with imports, naming pid {first.pid} and its command; "
+            "the first run finished alone")
 
 
 def a_run_removes_only_its_own_temporaries(tmp: Path) -> str:
@@ -378,7 +380,8 @@ def main(words: list[str]) -> int:
     failed = 0
     for name in chosen:
         began = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="neurocl-probe-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="neurocl-probe-") as tmp, open(Path(tmp) / "output.txt", "w") as out, \
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):  # the runs' own output
             try:
                 line = f"ok      {CASES[name](Path(tmp))}"
             except BaseException as e:  # one line per case, whatever it raised (pytest.raises raises Failed)
