@@ -72,15 +72,20 @@ def read_inputs(spec: str, modality: str, image_shape) -> tuple[list[str], objec
     return ids, torch.stack(samples) if modality != "text" else samples
 
 
+def _made_without_checkpoints(run: Path) -> bool:
+    try:
+        return json.loads((run / "results.json").read_text())["config"]["checkpoint"] is False
+    except (OSError, ValueError, KeyError, TypeError):  # no results, or unreadable ones: nothing to say
+        return False
+
+
 def load_trained(path: Path, allow_partial: bool = False):
     """(config, data description, encoder, memory) of a run directory or checkpoint file; the description says
     how many experiences the memory has learned ("experiences_seen": [seen, of]). A run that stopped
     before the end of its stream is refused unless `allow_partial`: its answers would come from part of it."""
     run = path if path.is_dir() else path.parent
     path = path / checkpoint.FILENAME if path.is_dir() else path
-    results = run / "results.json"
-    if not path.exists() and results.exists() and json.loads(results.read_text()).get("config", {}).get(
-            "checkpoint") is False:
+    if not path.exists() and _made_without_checkpoints(run):
         raise DataError(f"{run} was run with checkpoint=false, so it kept no memory to answer with. "
                         "Fix: rerun it with checkpoint=true (the default).")
     saved = checkpoint.load(path, missing_fix="point checkpoint= at a run directory that holds checkpoint.pt "
