@@ -15,9 +15,7 @@ table of reference numbers against ours.
 """
 
 import argparse
-import base64
 import csv
-import html
 import io
 import json
 import sys
@@ -28,6 +26,7 @@ import numpy as np
 import yaml
 
 from neurocl import plots
+from neurocl import report as html_report
 from neurocl.errors import DataError
 from neurocl.io import atomic_path
 
@@ -39,14 +38,14 @@ DIGITS = {"wall_s": 1, "prototypes": 0, "memory_MB": 2, "spikes/query": 1, "SNN 
 
 
 def condition_columns(conditions: dict) -> dict:
-    """Accuracy per test condition and readout, calibration (ECE) and AURC on clean data per readout.
-    Empty when a run has nothing beyond one readout on clean data (A_last already says it)."""
+    """Calibration (ECE) and AURC on clean data per readout; accuracy per test condition and readout too when
+    there is more than one readout on clean data (with one, A_last already says it)."""
     readouts = conditions.get("clean", {})
-    if len(conditions) <= 1 and len(readouts) <= 1:
-        return {}
     own = next(iter(readouts), None)  # the memory's own answer comes first; others are named
     name = lambda prefix, readout: prefix if readout == own else f"{prefix} {readout}"
-    out = {name(c, r): m["accuracy"] for c, by_readout in conditions.items() for r, m in by_readout.items()}
+    out = {}
+    if len(conditions) > 1 or len(readouts) > 1:
+        out.update({name(c, r): m["accuracy"] for c, by_readout in conditions.items() for r, m in by_readout.items()})
     out.update({name("ECE", r): m["ece"] for r, m in readouts.items()})
     out.update({name("AURC", r): m["aurc"] for r, m in readouts.items()})
     return out
@@ -113,64 +112,6 @@ def incomplete_runs(directories) -> list[Path]:
                   if not readable(hydra.parent / "results.json"))
 
 
-def experience_curves(directories) -> tuple[dict, dict]:
-    """Per setting, per seed: mean accuracy on the experiences seen so far, and Chaudhry forgetting, after each t."""
-    from neurocl import metrics
-
-    seen, forgetting = defaultdict(list), defaultdict(list)
-    for run in load_runs(directories):
-        R = np.asarray(json.loads((Path(run["dir"]) / "results.json").read_text())["R"], dtype=float)
-        seen[run["setting"]].append([R[t, : t + 1].mean() for t in range(len(R))])
-        F = metrics.forgetting_matrix(R)
-        forgetting[run["setting"]].append([0.0] + [np.nanmean(F[t, :t]) for t in range(1, len(R))])
-    return dict(seen), dict(forgetting)
-
-
-def html_report(out: Path, directories, text_md: str, rows: list[dict]) -> Path:
-    """One self-contained page: tables, plots and every run's own figures, images inlined."""
-    def image(path: Path, caption: str) -> str:
-        data = base64.b64encode(path.read_bytes()).decode()
-        return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-
-    def table_html(md: str) -> str:
-        lines = [line for line in md.splitlines() if line.startswith("|") and not line.startswith("|---")]
-        cells = [[html.escape(c.strip().strip("`")) for c in line.strip("|").split("|")] for line in lines]
-        if not cells:
-            return f"<p>{html.escape(md)}</p>"
-        head = "".join(f"<th>{c}</th>" for c in cells[0])
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
-        return f"<table><tr>{head}</tr>{body}</table>"
-
-    seen, forgetting = experience_curves(directories)
-    plots.curves_over_experiences(seen, out / "accuracy_over_experiences.png", "mean accuracy on experiences seen")
-    plots.curves_over_experiences(forgetting, out / "forgetting_per_experience.png", "mean forgetting (Chaudhry)")
-    parts = ["<h1>neurocl report</h1>", f"<p>{len(load_runs(directories))} runs from "
-             + html.escape(", ".join(map(str, directories))) + "</p>"]
-    for block in text_md.split("\n\n"):
-        parts.append(table_html(block) if block.lstrip().startswith("|") else f"<p>{html.escape(block)}</p>")
-    for name, caption in (("results.png", "A_last and forgetting"), ("accuracy_over_experiences.png",
-                          "accuracy over experiences (band: std over seeds)"),
-                          ("forgetting_per_experience.png", "forgetting per experience"),
-                          ("open_set.png", "seen against not-yet-seen classes")):
-        if (out / name).exists():
-            parts.append(image(out / name, caption))
-    missing = incomplete_runs(directories)
-    parts.append(f"<h2>Runs without results ({len(missing)})</h2>")
-    parts.append("<ul>" + "".join(f"<li>{html.escape(str(d))}</li>" for d in missing) + "</ul>" if missing
-                 else "<p>none</p>")
-    parts.append("<h2>Each run</h2>")
-    for run in sorted(load_runs(directories), key=lambda r: (r["setting"], r["seed"])):
-        figures = [image(p, p.stem.replace("_", " ")) for p in sorted(Path(run["dir"]).glob("*.png"))]
-        parts.append(f"<h3>{html.escape(run['setting'])}, seed {run['seed']}</h3>" + "".join(figures))
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:560px}figure{display:inline-block}")
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>neurocl report</title><style>{style}</style>" \
-           f"</head><body>{''.join(parts)}</body></html>"
-    write_text(out / "report.html", page)
-    return out / "report.html"
-
-
 def shared_overrides(runs: list[dict]) -> list[str]:
     """Overrides that every run has (said once above the table, not in every row)."""
     settings = [set(run["setting"].split()) for run in runs]
@@ -210,16 +151,17 @@ def markdown(rows: list[dict], columns: list[str] = COLUMNS) -> str:
     head = "| setting | seeds | " + " | ".join(columns) + " |"
     lines = [head, "|" + "---|" * (len(columns) + 2)]
     for row in rows:
-        cells = []
-        for column in columns:
-            mean, std = row[column]
-            digits = DIGITS.get(column, 4)
-            if np.isnan(mean):
-                cells.append("n/a")
-            else:
-                cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if row["seeds"] > 1 else f"{mean:.{digits}f}")
-        lines.append(f"| `{row['setting']}` | {row['seeds']} | " + " | ".join(cells) + " |")
+        lines.append(f"| `{row['setting']}` | {row['seeds']} | " + " | ".join(cell(row, c) for c in columns) + " |")
     return "\n".join(lines) + "\n"
+
+
+def cell(row: dict, column: str) -> str:
+    """mean ± std over seeds (the mean alone for one seed), or n/a."""
+    mean, std = row.get(column, (np.nan, np.nan))
+    digits = DIGITS.get(column, 4)
+    if np.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if row["seeds"] > 1 else f"{mean:.{digits}f}"
 
 
 def tables(rows: list[dict]) -> str:
@@ -305,6 +247,10 @@ def main(argv=None):
                         "then counts the runs averaged)")
     parser.add_argument("--reproducibility", type=Path, help="write the reference table here (needs study.yaml)")
     args = parser.parse_args(argv)
+    for path in [p for p in args.sweeps if not p.is_dir()]:  # a shell glob brings multirun.yaml, summary.md...
+        print(f"warning: {path} is not a directory; give run or sweep directories. Left out.", file=sys.stderr)
+    args.sweeps = [p for p in args.sweeps if p.is_dir()] or parser.error("no directory given: give run or sweep "
+                                                                        "directories")
     runs = load_runs(args.sweeps, over=tuple(args.over.split(",")))
     missing = incomplete_runs(args.sweeps)
     if not runs:
@@ -334,7 +280,8 @@ def main(argv=None):
             parser.error(f"--reproducibility needs {study_file} with a references list")
         header = study.get("reproducibility_header", "").strip()
         write_text(args.reproducibility, (header + "\n\n" if header else "") + reproducibility(study, rows))
-    report = html_report(out, args.sweeps, text, rows)
+    report = out / "report.html"
+    write_text(report, html_report.write(out, args.sweeps, runs, rows, shared, missing, cell))
     print(text)
     if missing:
         print(f"{len(missing)} runs without a readable results.json (failed, killed, running or cut short):\n"

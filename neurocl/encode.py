@@ -239,7 +239,7 @@ def _wait(jobs: list, what: str, debug: bool):
     if debug:  # submitit's DebugExecutor runs a job when its result is asked for
         return
     pending, start = dict(enumerate(jobs)), time.perf_counter()
-    with tqdm(total=len(jobs), desc=what, unit="job") as bar:
+    with tqdm(total=len(jobs), desc=what, unit="job", disable=None) as bar:  # None: terminals only
         while pending:
             for index, job in list(pending.items()):
                 if job.done():

@@ -114,7 +114,7 @@ def answer(encoder, memory, data: dict, ids: list[str], samples, batch_size: int
     composer = Composer(top_k=top_k)
     split = Split(samples, torch.zeros(len(ids), dtype=torch.long), ids=ids, modality=data["modality"])
     answers = []
-    with tqdm(total=len(split), desc="answering", unit="input", disable=len(split) < batch_size) as progress:
+    with tqdm(total=len(split), desc="answering", unit="input", disable=True if len(split) < batch_size else None) as progress:
         for start, batch in split.batches(batch_size):
             with torch.no_grad():
                 prediction = memory.predict(encoder.encode(batch).float().cpu())

@@ -109,11 +109,15 @@ class Loggers(LoggerBase):
 
 
 class ConsoleLogger(LoggerBase):
+    """One line per experience, the CL metrics at the end; the memory's internals only at DEBUG (and in
+    results.json)."""
+
     def log_experience(self, t: int, row: np.ndarray, stats: dict, timing: dict):
-        accs = " ".join(f"{a:.3f}" for a in row)
-        log.info("after experience %d: R[%d] = [%s]  mean seen = %.4f  observe %.1fs  eval %.1fs  %s",
-                 t, t, accs, row[: t + 1].mean(), timing["observe_s"], timing["eval_s"],
-                 {k: round(v, 4) if isinstance(v, float) else v for k, v in scalar_stats(stats).items()})
+        row = np.asarray(row, dtype=float)
+        shown = f"  R[{t}] " + " ".join(f"{a:.3f}" for a in row[: t + 1]) if t < 10 else ""
+        log.info("experience %d/%d: accuracy on the %d seen %.4f  (observe %.1f s, eval %.1f s)%s",
+                 t + 1, len(row), t + 1, row[: t + 1].mean(), timing["observe_s"], timing["eval_s"], shown)
+        log.debug("memory after experience %d: %s", t, scalar_stats(stats))
 
     def log_summary(self, results: dict, output_dir: Path):
         lines = ["", "accuracy matrix R[t, k] (row: trained through t; column: tested on k)"]
@@ -121,15 +125,13 @@ class ConsoleLogger(LoggerBase):
         lines.append("      " + " ".join(f"{k:>6d}" for k in range(R.shape[1])))
         lines += [f"  {t:>3d} " + " ".join(f"{a:6.3f}" for a in row) for t, row in enumerate(R)]
         lines.append("")
-        width = max(len(k) for k in results["metrics"])
-        lines += [f"  {k:<{width}}  {v:8.4f}" for k, v in results["metrics"].items()]
-        stats = results["memory_stats"]
-        lines.append(f"  {'memory_MB':<{width}}  {stats['memory_bytes'] / 2**20:8.3f}")
-        for k, v in scalar_stats(stats).items():
-            if k != "memory_bytes":
-                lines.append(f"  {k:<{width}}  {v:>8.4g}")
-        lines.append(f"  {'wall_s':<{width}}  {results['wall_s']:8.1f}")
+        shown = {**results["metrics"], "memory_MB": results["memory_stats"]["memory_bytes"] / 2**20,
+                 "wall_s": results["wall_s"]}
+        width = max(len(k) for k in shown)
+        lines += [f"  {k:<{width}}  {v:8.4f}" if k != "wall_s" else f"  {k:<{width}}  {v:8.1f}"
+                  for k, v in shown.items()]
         print("\n".join(lines))
+        log.debug("memory: %s", scalar_stats(results["memory_stats"]))
 
 
 class WandbLogger(LoggerBase):

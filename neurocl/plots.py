@@ -11,21 +11,51 @@ import numpy as np  # noqa: E402
 from neurocl.io import atomic_path  # noqa: E402
 
 
-def accuracy_matrix(R, path, title: str = ""):
-    R = np.asarray(R)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * R.shape[1], 0.8 + 0.7 * R.shape[0]))
-    image = ax.imshow(R, vmin=0, vmax=1, cmap="viridis")
+def _draw_accuracy_matrix(ax, R, title: str):
+    """R[t, k] with its numbers; cells of experiences not yet trained (k > t) are left blank when they are all
+    zero (class-incremental: an untrained memory abstains), and shown when they carry forward transfer."""
+    R = np.asarray(R, dtype=float)
+    unseen = np.triu(np.ones_like(R, dtype=bool), 1)
+    masked = unseen & (not np.any(R[unseen]))
+    image = ax.imshow(np.ma.masked_array(R, masked), vmin=0, vmax=1, cmap="viridis")
     for (t, k), a in np.ndenumerate(R):
-        ax.text(k, t, f"{a:.2f}", ha="center", va="center", color="white" if a < 0.6 else "black", fontsize=8)
+        if not masked[t, k]:
+            ax.text(k, t, f"{a:.2f}", ha="center", va="center", color="white" if a < 0.6 else "black", fontsize=8)
     ax.set_xlabel("tested on experience k")
     ax.set_ylabel("trained through experience t")
     ax.set_xticks(range(R.shape[1]))
     ax.set_yticks(range(R.shape[0]))
-    ax.set_title(title or "accuracy R[t, k]", fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title(title, fontsize=9)
+    return image
+
+
+def accuracy_matrix(R, path, title: str = ""):
+    R = np.asarray(R)
+    fig, ax = plt.subplots(figsize=(1.6 + 0.8 * R.shape[1], 0.8 + 0.7 * R.shape[0]))
+    image = _draw_accuracy_matrix(ax, R, title or "accuracy R[t, k]")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="accuracy")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def accuracy_matrices(matrices: dict, path, title: str = ""):
+    """R matrices side by side, one per setting (mean over seeds), on one colour scale."""
+    T = max(np.asarray(R).shape[1] for R in matrices.values())
+    columns = min(len(matrices), 4)
+    rows = -(-len(matrices) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(0.8 + columns * (0.9 + 0.62 * T), rows * (1.3 + 0.6 * T)),
+                             squeeze=False, layout="constrained")
+    image = None
+    for ax, (setting, R) in zip(axes.flat, matrices.items()):
+        image = _draw_accuracy_matrix(ax, R, textwrap.fill(setting, 28))
+    for ax in list(axes.flat)[len(matrices):]:
+        ax.axis("off")
+    fig.suptitle(title or "accuracy R[t, k], mean over seeds", fontsize=10)
+    fig.colorbar(image, ax=axes, fraction=0.03, label="accuracy")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -39,7 +69,10 @@ def prototype_map(points, labels, counts, path, class_names=None, title: str = "
     handles = [plt.Line2D([], [], marker="o", ls="", color=scatter.cmap(scatter.norm(c)), label=names[c])
                for c in np.unique(labels)]
     ax.legend(handles=handles, fontsize=7, loc="best", title="majority label", title_fontsize=7)
-    ax.set_title(title or f"{len(points)} prototypes (PCA of the conditioned space)", fontsize=9)
+    ax.set_title(title or f"{len(points)} prototypes (PCA of the conditioned space; area: samples absorbed)",
+                 fontsize=9)
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
@@ -55,8 +88,9 @@ OPEN_SET_PANELS = (("open_set_auroc", "open-set AUROC, seen vs not yet seen (hig
 
 
 def study_summary(rows: list[dict], path, title: str = "", panels=SUMMARY_PANELS):
-    """Two columns per setting (A_last and forgetting by default), mean ± std over seeds, best first on top."""
-    rows = sorted(rows, key=lambda r: r[panels[0][0]][0])
+    """Two columns per setting (A_last and forgetting by default), mean ± std over seeds, in the order of `rows`
+    (the tables' order: best A_last first) from the top."""
+    rows = rows[::-1]  # barh draws the first row at the bottom
     names = [textwrap.fill(r["setting"].replace("memory.", ""), 55) for r in rows]  # long override lists wrap
     lines = max(name.count("\n") + 1 for name in names)
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.9 + 0.2 * (lines + 0.6) * len(rows)), sharey=True)
@@ -67,7 +101,8 @@ def study_summary(rows: list[dict], path, title: str = "", panels=SUMMARY_PANELS
         for i, m in enumerate(means):
             ax.text(m, i, f" {m:.3f}", va="center", fontsize=7)
         ax.set_xlabel(label, fontsize=8)
-        ax.set_xlim(0, 1.1)
+        top = max((m + s for m, s in zip(means, stds) if np.isfinite(m + s)), default=1.0)
+        ax.set_xlim(0, 1.1 if column.startswith(("A_", "open_set")) else max(1.25 * top, 0.01))
     axes[0].set_yticks(range(len(rows)))
     axes[0].set_yticklabels(names, fontsize=7)
     fig.suptitle(title, fontsize=9)
@@ -100,6 +135,11 @@ def spike_raster(record, slots, concept_labels, true_labels, path, class_names=N
         ax.set_yticklabels([names[c][:10] for c in range(C)] + [f"top-{K} concepts"], fontsize=6)
         ax.set_xlim(-0.5 * dt_ms, T * dt_ms)
         ax.set_xlabel("time (ms)", fontsize=8)
+        if b == 0:
+            ax.set_ylabel("neuron (label neurons below the line, candidate concepts above)", fontsize=7)
+            ax.legend(handles=[plt.Line2D([], [], marker="|", ls="", color=cmap(c % 10), label=names[c][:10])
+                               for c in range(C)], fontsize=5, title="colour: label", title_fontsize=5,
+                      loc="upper right")
         answer = int(counts[b].argmax()) if counts[b].any() else None
         ax.set_title(f"true: {names[int(true_labels[b])][:12]}\nspiking answer: "
                      f"{names[answer][:12] if answer is not None else 'silent'}", fontsize=8)
@@ -168,7 +208,7 @@ def readout_comparison(rows: list[dict], conditions: list[str], other: str, path
 def curves_over_experiences(curves: dict, path, ylabel: str, title: str = ""):
     """One line per setting: mean over seeds of a per-experience quantity (e.g. accuracy on experiences seen so far),
     with its spread over seeds as a band."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))  # two side by side on a 1,400 px page
     for setting, values in curves.items():
         values = np.asarray(values, dtype=float)  # (seeds, T)
         x = np.arange(values.shape[1])
@@ -191,7 +231,7 @@ def risk_coverage(curves: dict, path, title: str = ""):
     one line per test condition. The area under each line is its AURC."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, (coverage, risk) in curves.items():
-        ax.plot(coverage, risk, label=f"{name} (AURC {np.mean(risk):.3f})")
+        ax.plot(coverage, risk, label=f"{name} (AURC {np.mean(risk):.2g})")  # 2 significant digits: often < 0.001
     ax.set_xlabel("coverage (share of queries answered)")
     ax.set_ylabel("risk (error rate of the answers)")
     ax.set_xlim(0, 1)
@@ -221,8 +261,8 @@ def confusion_matrix(matrix, class_names, path, title: str = ""):
                         color="white" if shares[t, a] > 0.5 else "black")
     ax.set_xlabel("answer")
     ax.set_ylabel("true class")
-    ax.set_title(title or "confusion matrix (share of each class's queries)", fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title(title or "confusion matrix (numbers: counts; colour: share of the class's queries)", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class's queries")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

@@ -32,7 +32,7 @@ from neurocl.encoders.projection import paired_features
 from neurocl.errors import ConfigError, NeuroclError
 from neurocl.io import atomic_path, write_json
 from neurocl.loggers import Loggers, RunInfo
-from neurocl.runtime import seed_everything
+from neurocl.runtime import provenance, seed_everything
 from neurocl.scenarios import MultiLabelIncremental
 from neurocl.validate import validate_config
 
@@ -222,7 +222,7 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
                 clean = test_sets["clean"].x  # projected, when there is a projection
                 results["qa"] = questions.answer(composer, memory, predict(memory, clean, cfg.eval_batch_size),
                                                  splits, train_rows, output_dir / "qa.jsonl")
-        results.update(config=config, encode_s=encode_s,
+        results.update(config=config, provenance=provenance(), encode_s=encode_s,
                        feature_cache={"hits": cache.hits, "misses": cache.misses},
                        wall_s=time.perf_counter() - start)
         results.update(memory.write_artifacts(output_dir, test_sets["clean"].x, test.y, splits.class_names,
@@ -241,7 +241,11 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         logger.close(error)
         raise
     logger.close()
-    log.info("results in %s", output_dir)
+    log.info("results in %s (results.json)", output_dir)
+    log.info("plots: %s", ", ".join(sorted(p.name for p in output_dir.glob("*.png"))) or "none")
+    compared = output_dir.parent if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN \
+        else output_dir
+    log.info("compare runs: python -m neurocl.analyze %s [more run or sweep directories] --out <report dir>", compared)
     return results
 
 

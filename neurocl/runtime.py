@@ -22,3 +22,17 @@ def seed_everything(seed: int):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def provenance() -> dict:
+    """The code a run ran: neurocl's git commit and whether its tree had uncommitted changes (None outside git)."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        git = lambda *args: subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                                           timeout=10, check=True).stdout.strip()
+        return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}

@@ -22,10 +22,10 @@ def test_analyze_groups_seeds_into_mean_and_std(tmp_path, capsys):
     csv = (tmp_path / "table" / "results.csv").read_text().splitlines()
     assert csv[0].startswith("setting,seeds,A_last_mean,A_last_std") and len(csv) == 3
     page = (tmp_path / "table" / "report.html").read_text()
-    assert "<td>memory=ncm</td><td>2</td>" in page and "Runs without results (0)" in page
+    assert "<td><code>memory=ncm</code></td><td>2</td>" in page and "Runs without results (0)" in page
     # inlined: the summary and curve plots, and each of the 3 runs' R heatmaps (the store's prototype map too)
     assert page.count("data:image/png;base64,") >= 3 + 3 + 1
-    assert "accuracy over experiences" in page and "forgetting per experience" in page
+    assert "accuracy on the experiences seen so far" in page and "forgetting (Chaudhry) after each experience" in page
     assert "open_set_auroc" in text and (tmp_path / "table" / "open_set.png").stat().st_size > 0
     assert "seen against not-yet-seen classes" in page  # the open-set plot, inlined
 

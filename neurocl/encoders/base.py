@@ -55,7 +55,7 @@ def encode_split(encoder: Encoder, split: Split, desc: str = "encoding") -> torc
     """Encode a whole split in batches; returns finite float32 features on the CPU."""
     check_accepts(encoder, split.modality, "this split")
     chunks = []
-    with tqdm(total=len(split), desc=desc, unit="sample", leave=False) as progress:
+    with tqdm(total=len(split), desc=desc, unit="sample", leave=False, disable=None) as progress:  # None: terminals only
         for _, batch in split.batches(encoder.batch_size):
             chunks.append(encoder.encode(batch).float().cpu())
             progress.update(len(chunks[-1]))

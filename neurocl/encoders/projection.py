@@ -168,7 +168,7 @@ class ContrastiveProjection(nn.Module):
         # the state before fitting competes too: a fit that never lowers the validation loss changes nothing
         best_loss, best_state, self.best_epoch = self.evaluate_loss(a_val, b_val, batch_size), self._state(), 0
         history, stale = [], 0
-        bar = tqdm(range(1, epochs + 1), desc="fitting projection", unit="epoch", leave=False, disable=not progress)
+        bar = tqdm(range(1, epochs + 1), desc="fitting projection", unit="epoch", leave=False, disable=None if progress else True)
         for epoch in bar:
             self.train()
             total = 0.0
