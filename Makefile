@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data run test bench clean
+.PHONY: setup data browser run test docs bench clean
 
-setup: $(STAMP) data
+setup: $(STAMP) data browser
 
 TORCHXRAYVISION := torchxrayvision==1.5.7
 
@@ -31,11 +31,25 @@ data:
 		echo "and run with dataset.root=/path/to/them. The tests do not need it."; \
 	fi
 
+# Debian's Chromium renders report.html for tests/test_report_browser.py (which skips without it).
+browser:
+	@if command -v chromium >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "chromium is not installed and cannot be installed here (needs root and apt-get)."; \
+		echo "Install it with: sudo apt-get install chromium. Only the report's browser test needs it."; \
+	fi
+
 run: setup
 	$(PY) -m neurocl.run
 
 test: setup
 	$(PY) -m pytest
+
+# The documentation site; --strict turns a broken link or a page missing from the nav into an error.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict --quiet -d site
 
 bench: setup
 	$(PY) benchmarks/stream_loop.py
@@ -45,4 +59,4 @@ bench: setup
 	$(PY) benchmarks/snn_throughput.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -53,6 +53,7 @@ def report(tmp_path_factory):
 
 
 def measure(page: str, tmp_path, width: int = 1400) -> dict:
+    assert CHROMIUM, "NEUROCL_REQUIRE_CHROMIUM is set, but no chromium is installed (apt-get install chromium)"
     path = tmp_path / "measured.html"
     path.write_text(page.replace("</body>", MEASURE + "</body>"))
     done = subprocess.run(
