@@ -27,6 +27,15 @@ def atomic_path(path):
         raise
 
 
+def why_unwritable(directory) -> str | None:
+    """Why files could not be written into `directory` (creating it as needed), or None; nothing is created."""
+    directory = Path(directory).expanduser().absolute()
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    if not existing.is_dir():
+        return f"cannot be made: {existing} is a file"
+    return None if os.access(existing, os.W_OK | os.X_OK) else f"cannot be written ({existing} is read-only)"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

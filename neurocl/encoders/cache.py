@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +30,7 @@ from neurocl.data.base import Split
 from neurocl.encoders.base import Encoder, encode_split
 from neurocl.encoders.ensemble import Ensemble
 from neurocl.errors import DataError, NeuroclError
-from neurocl.io import TMP_SUFFIX, atomic_path, write_json
+from neurocl.io import TMP_SUFFIX, atomic_path, why_unwritable, write_json
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +73,7 @@ class FeatureCache:
 
     def _check_usable(self):
         """Fail now, not after minutes of encoding, when entries could not be written (nothing is created yet)."""
-        existing = next(p for p in (self.root, *self.root.parents) if p.exists())
-        problem = (f"cannot be made: {existing} is a file" if not existing.is_dir() else
-                   None if os.access(existing, os.W_OK | os.X_OK) else f"cannot be written ({existing} is read-only)")
+        problem = why_unwritable(self.root)
         if problem:
             raise DataError(f"the feature cache directory {self.root} {problem}. Fix: set paths.cache_dir to a "
                             "writable directory (or NEUROCL_CACHE_DIR), or cache.enabled=false to encode every run.")
