@@ -5,39 +5,39 @@
     python -m neurocl.run --multirun hydra/launcher=slurm seed=0,1,2                    # a job array on SLURM
     python -m neurocl.run --multirun hydra/launcher=submitit_slurm hydra.launcher.partition=debug seed=0,1
 
-`SweepCallback` is registered in conf/config.yaml (`hydra.callbacks`). It
+`SweepCallback` is registered in conf/config.yaml (`hydra.callbacks`). With the launchers of the Hydra plugin
+`hydra_plugins.neurocl_launcher` (hydra_plugins/neurocl_launcher/ in this repository, installed with neurocl),
+a sweep
 
-- ends a sweep with `summary.md` and `summary.csv` in the sweep directory (also printed): mean ± std over
-  seeds of each group of overrides other than `seed` (the tables of `neurocl.analyze`), and every job
-  without a results.json, with its directory and, when it failed in this sweep, its own error message;
-- makes the submitit launchers (`submitit_local`, `submitit_slurm` and the `local` and `slurm` presets that
-  extend them) wait for every job before reporting: hydra-submitit-launcher 1.2.0 returns
-  `[j.results()[0] for j in jobs]`, which raises at the first job that died without a result (cancelled,
-  timed out, killed) while its siblings still run, and the local ones are killed when the sweep exits.
-  Jobs that end without a result become failed jobs with submitit's account of why;
+- ends with `summary.md` and `summary.csv` in the sweep directory (also printed): mean ± std over seeds of
+  each group of overrides other than `seed` (the tables of `neurocl.analyze`), and every job without a
+  results.json, with its directory and, when it failed in this sweep, its own error message;
+- waits for every job before reporting, under the submitit launchers too: hydra-submitit-launcher 1.2.0
+  returns `[j.results()[0] for j in jobs]`, which raises at the first job that died without a result
+  (cancelled, timed out, killed) while its siblings still run, and the local ones are killed when the sweep
+  exits. Jobs that end without a result become failed jobs with submitit's account of why (`failed_return`);
 - when a job failed, logs each failure with its message, writes the summary of the jobs that succeeded (Hydra
   skips `on_multirun_end` then), and lets Hydra end the sweep with the first failed job's own exception and
-  exit status 1;
+  exit status 1 (`report`, called by the plugin's launchers);
 - in each job: logs a failure into the job's own log (which otherwise only says that the submitit job
   completed), and limits torch to the launcher's `cpus_per_task` threads.
 
-Why a callback that replaces the launchers' `launch` rather than launcher subclasses: Hydra instantiates
-launchers only from the `hydra_plugins` package (`Plugins._instantiate` refuses any other `_target_`), and
-neurocl installs only `neurocl`. The callback's `on_multirun_start` runs before the launcher is built, so
-the replacement is in place for the sweep (in this process only; jobs are unaffected). `_submitit_launch`
-is the plugin's own `launch` (pinned: hydra-submitit-launcher==1.2.0) with its last line changed.
+Which launcher: the presets `hydra/launcher=local` and `slurm` (conf/hydra/launcher/) extend the plugin's
+`neurocl_submitit_local` and `neurocl_submitit_slurm`. A sweep whose launcher is Hydra's basic launcher (the
+default, chosen in Hydra's own defaults list) or hydra-submitit-launcher's own `submitit_local` or
+`submitit_slurm` runs with the plugin's subclass of that launcher instead: `on_multirun_start` sets
+`hydra.launcher._target_` (the launcher's parameters stay as they are; multirun.yaml records the class used).
 """
 
 import logging
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from neurocl.errors import DataError, RefusedRunDirectory
 
@@ -128,7 +128,7 @@ def summarize(sweep_dir, failures: Sequence[dict] = ()) -> str:
     return text
 
 
-# ----------------------------------------------------------------------------------------- the launchers
+# ------------------------------------------------------------------- what the plugin's launchers call
 def failed_return(overrides: Sequence[str], error: BaseException, task_name: str | None = None) -> JobReturn:
     """What a job that ended without a result returns, so that the sweep reports it like any failed job."""
     ret = JobReturn(overrides=list(overrides), task_name=task_name, status=JobStatus.FAILED)
@@ -157,71 +157,53 @@ def report(config: DictConfig, returns: Sequence[JobReturn], initial_job_idx: in
     return returns
 
 
-def _submitit_launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-    """hydra-submitit-launcher 1.2.0's BaseSubmititLauncher.launch, but it waits for every job, turns a job that
-    ended without a result into a failed JobReturn instead of raising, and reports failures (`report`)."""
-    import submitit
-    from hydra.core.singleton import Singleton
-    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
-    assert self.config is not None
-    num_jobs = len(job_overrides)
-    assert num_jobs > 0
-    params = self.params
-    init_params = {"folder": self.params["submitit_folder"]}
-    specific_init_keys = {"max_num_timeout"}
-    init_params.update(**{f"{self._EXECUTOR}_{x}": y for x, y in params.items() if x in specific_init_keys})
-    init_keys = specific_init_keys | {"submitit_folder"}
-    executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init_params)
-    baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
-    params = {x if x in baseparams else f"{self._EXECUTOR}_{x}": y for x, y in params.items() if x not in init_keys}
-    executor.update_parameters(**params)
-
-    log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {self.config.hydra.sweep.dir}")
-    sweep_dir = Path(str(self.config.hydra.sweep.dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    if "mode" in self.config.hydra.sweep:
-        os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
-
-    job_params: list[Any] = []
-    for idx, overrides in enumerate(job_overrides):
-        idx = initial_job_idx + idx
-        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-        job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-
-    jobs = executor.map_array(self, *zip(*job_params))
-    # -- from here on, ours: wait for all, then collect every outcome
-    log.info("submitted %d jobs (%s); waiting for all of them", len(jobs), ", ".join(j.job_id for j in jobs))
-    while not all(job.done() for job in jobs):
-        time.sleep(1)
-    returns = []
-    for job, overrides in zip(jobs, job_overrides):
-        try:
-            returns.append(job.results()[0])
-        except Exception as e:  # died without a result: cancelled, timed out, killed, or crashed outside the task
-            returns.append(failed_return(overrides, e, task_name=str(self.config.hydra.job.name)))
-    return report(self.config, returns, initial_job_idx)
+# Hydra's and hydra-submitit-launcher's launcher classes -> their subclasses in the plugin, which wait for every
+# job and report failures (hydra_plugins/neurocl_launcher/launchers.py).
+PLUGIN = "hydra_plugins.neurocl_launcher.launchers"
+OUR_LAUNCHERS = {
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher": f"{PLUGIN}.BasicLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher": f"{PLUGIN}.LocalLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher": f"{PLUGIN}.SlurmLauncher",
+}
 
 
-def _wrap_basic_launch(launch):
-    def basic_launch(self, job_overrides, initial_job_idx):
-        return report(self.config, launch(self, job_overrides, initial_job_idx), initial_job_idx)
+def choose_launcher(config: DictConfig) -> str | None:
+    """Point `hydra.launcher._target_` at the plugin's subclass when it names a launcher in OUR_LAUNCHERS and
+    Hydra knows the plugin; return the class the sweep will use (None: no launcher configured)."""
+    target = OmegaConf.select(config, "hydra.launcher._target_", default=None)
+    ours = OUR_LAUNCHERS.get(target)
+    if ours is None:
+        return target
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
 
-    basic_launch.__wrapped__ = launch
-    return basic_launch
+    if ours not in {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Launcher)}:
+        log.warning("Hydra does not find the plugin hydra_plugins.neurocl_launcher (reinstall neurocl: "
+                    "pip install -e .): the sweep runs with %s, which stops at the first job that ended without a "
+                    "result and writes no summary when a job fails", target)
+        return target
+    with read_write(config.hydra.launcher), open_dict(config.hydra.launcher):
+        config.hydra.launcher._target_ = ours
+    log.debug("launcher %s runs as %s", target, ours)
+    return ours
 
 
-def install_launchers():
-    """Put our `launch` on Hydra's basic launcher and on the submitit launchers (once per process)."""
-    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+SUBMITIT_BASE = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.BaseSubmititLauncher"
 
-    if not hasattr(BasicLauncher.launch, "__wrapped__"):
-        BasicLauncher.launch = _wrap_basic_launch(BasicLauncher.launch)
+
+def _submitit_job(config: DictConfig) -> bool:
+    """Whether the launcher of `config` runs each job in a submitit process (locally or on SLURM)."""
+    target = OmegaConf.select(config, "hydra.launcher._target_", default=None)
+    if not target:
+        return False
     try:
-        from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
-    except ImportError:  # the plugin is not installed: nothing to change
-        return
-    BaseSubmititLauncher.launch = _submitit_launch
+        from hydra.utils import get_class
+
+        classes = get_class(str(target)).__mro__
+    except Exception:  # a class that cannot be imported here
+        return "submitit" in str(target)
+    # by name, not issubclass: Hydra's plugin scan executes again plugin modules already imported (new classes)
+    return any(f"{c.__module__}.{c.__qualname__}" == SUBMITIT_BASE for c in classes)
 
 
 # ------------------------------------------------------------------------------------------- the callback
@@ -229,7 +211,7 @@ class SweepCallback(Callback):
     """Registered in conf/config.yaml under hydra.callbacks; see the module docstring."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        install_launchers()
+        choose_launcher(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         text = summarize(config.hydra.sweep.dir)
@@ -238,7 +220,7 @@ class SweepCallback(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         threads = OmegaConf.select(config, "hydra.launcher.cpus_per_task", default=None)
-        if threads and "submitit" in str(OmegaConf.select(config, "hydra.launcher._target_", default="")):
+        if threads and _submitit_job(config):
             import torch  # a job given n CPUs uses n threads, not every core of the node
 
             os.environ.setdefault("OMP_NUM_THREADS", str(threads))
@@ -248,7 +230,7 @@ class SweepCallback(Callback):
         error = job_return._return_value
         if job_return.status != JobStatus.FAILED or isinstance(error, RefusedRunDirectory):
             return  # a refused run's directory and log are another run's: Hydra's own message says it
-        remote = "submitit" in str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        remote = _submitit_job(config)
         # In a submitit job the traceback goes into the job's own log (the sweep gets the exception back);
         # under the basic launcher Hydra prints it at the end of the sweep.
         log.error("job failed: %s", describe(error) if isinstance(error, BaseException) else error,

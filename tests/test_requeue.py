@@ -97,7 +97,7 @@ def test_requeued_slurm_jobs_resume_to_the_uninterrupted_results(tmp_path, slurm
         resumed = re.findall(r"resuming \S+ after experience (\d+) of 5", run_log)
         assert len(resumed) == 1, run_log[-2000:]  # restarted once, and resumed from its checkpoint
         # it was interrupted mid-stream: the restarted job trained the experiences after its checkpoint itself
-        assert int(resumed[0]) < 4 and run_log.count("after experience 4:") == 1, \
+        assert int(resumed[0]) < 4 and run_log.count("experience 5/5:") == 1, \
             f"job {job} finished its stream before SIGKILL (KillWait 5 s after the requeue): this machine is fast " \
             "enough to need a larger memory.num_timesteps in CONFIG"
         results = json.loads((sweep_dir / str(job) / "results.json").read_text())

@@ -1,4 +1,6 @@
-"""Sweeps: the summary table, a failing job under submitit_local, and sweeps on a real single-node SLURM.
+"""Sweeps: the summary table, the launcher plugin (hydra_plugins/neurocl_launcher: found by Hydra, selected by the
+presets, pinned to the hydra-submitit-launcher launch it was copied from), a failing job under the basic launcher
+and under submitit_local, and sweeps on a real single-node SLURM.
 
 The SLURM tests need the cluster of scripts/slurm-local.sh (`sudo scripts/slurm-local.sh start`; .ci/run
 starts it). Without it they skip, saying why; with NEUROCL_REQUIRE_SLURM=1 (set by .ci/run) they fail instead.
@@ -132,23 +134,92 @@ def test_describe_names_the_jobs_own_error():
     assert sweep.describe(failed) == "MemoryError: out of memory"
 
 
-def test_the_replaced_launch_matches_the_pinned_plugin():
-    """_submitit_launch is a copy of hydra-submitit-launcher 1.2.0's launch up to its last line: a new version of
-    the plugin must be looked at before the pin moves."""
+# ------------------------------------------------------------------------------------ the launcher plugin
+PLUGIN = "hydra_plugins.neurocl_launcher.launchers"
+
+
+def test_our_launch_is_derived_from_the_installed_plugins_launch():
+    """hydra_plugins/neurocl_launcher/launchers.py's launch is a copy of hydra-submitit-launcher's
+    BaseSubmititLauncher.launch up to map_array: a plugin whose launch changed must be looked at first."""
+    import hashlib
     from importlib.metadata import version
 
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+    from hydra_plugins.neurocl_launcher import launchers
 
-    assert version("hydra-submitit-launcher") == "1.2.0"
     source = inspect.getsource(BaseSubmititLauncher.launch)
+    assert hashlib.sha256(source.encode()).hexdigest() == launchers.UPSTREAM_LAUNCH_SHA256, (
+        f"hydra-submitit-launcher {version('hydra-submitit-launcher')}'s BaseSubmititLauncher.launch is not the one "
+        "hydra_plugins/neurocl_launcher/launchers.py was derived from (1.2.0). Re-derive _WaitForAll.launch from the "
+        "installed launch (keep its wait-for-all ending), then set UPSTREAM_LAUNCH_SHA256 to the new hash.")
     assert source.rstrip().endswith("jobs = executor.map_array(self, *zip(*job_params))\n"
                                     "        return [j.results()[0] for j in jobs]")
-    sweep.install_launchers()
-    sweep.install_launchers()  # twice is harmless
-    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+    # each job is called with the job_params tuple that our launch builds
+    assert list(inspect.signature(BaseSubmititLauncher.__call__).parameters) == \
+        ["self", "sweep_overrides", "job_dir_key", "job_num", "job_id", "singleton_state"]
+    ours = inspect.getsource(launchers._WaitForAll.launch)
+    assert "jobs = executor.map_array(self, *zip(*job_params))" in ours
+    assert ours.rstrip().endswith("return report(self.config, returns, initial_job_idx)")
 
-    assert BaseSubmititLauncher.launch is sweep._submitit_launch
-    assert not hasattr(BasicLauncher.launch.__wrapped__, "__wrapped__")
+
+def test_hydra_finds_the_plugin_and_the_presets_select_it():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+    from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+    from hydra_plugins.neurocl_launcher import launchers
+
+    found = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Launcher)}
+    assert {f"{PLUGIN}.BasicLauncher", f"{PLUGIN}.LocalLauncher", f"{PLUGIN}.SlurmLauncher"} <= found
+    # (by name: Hydra's plugin scan executes again a plugin module that was already imported, making new classes)
+    bases = lambda cls: {f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__}
+    upstream = submitit_launcher.__name__
+    assert f"{upstream}.LocalLauncher" in bases(launchers.LocalLauncher)
+    assert f"{upstream}.SlurmLauncher" in bases(launchers.SlurmLauncher)
+    assert "hydra._internal.core_plugins.basic_launcher.BasicLauncher" in bases(launchers.BasicLauncher)
+    assert ConfigStore.instance().load("hydra/launcher/neurocl_submitit_slurm.yaml").provider == "neurocl_launcher"
+
+    def launcher(*overrides):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose("config", overrides=list(overrides), return_hydra_config=True).hydra.launcher
+
+    local, slurm = launcher("hydra/launcher=local"), launcher("hydra/launcher=slurm")
+    assert local._target_ == f"{PLUGIN}.LocalLauncher" and local.cpus_per_task == 1
+    assert slurm._target_ == f"{PLUGIN}.SlurmLauncher" and slurm.partition == "debug" and slurm.max_num_timeout == 3
+    upstream = launcher("hydra/launcher=submitit_slurm")
+    assert set(launcher("hydra/launcher=neurocl_submitit_slurm")) == set(upstream)  # every parameter of the plugin's
+    assert launcher("hydra/launcher=neurocl_basic")._target_ == f"{PLUGIN}.BasicLauncher"
+
+    # the launchers that Hydra's defaults and hydra-submitit-launcher name run as ours; any other stays as it is
+    for choice, ours in (("basic", "BasicLauncher"), ("submitit_local", "LocalLauncher"),
+                         ("submitit_slurm", "SlurmLauncher")):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            config = compose("config", overrides=[f"hydra/launcher={choice}"], return_hydra_config=True)
+        before = OmegaConf.to_container(config.hydra.launcher)
+        assert sweep._submitit_job(config) == (choice != "basic")  # a job's torch threads follow cpus_per_task
+        assert sweep.choose_launcher(config) == f"{PLUGIN}.{ours}" == config.hydra.launcher._target_
+        assert sweep._submitit_job(config) == (choice != "basic")
+        assert {k: v for k, v in OmegaConf.to_container(config.hydra.launcher).items() if k != "_target_"} == \
+            {k: v for k, v in before.items() if k != "_target_"}
+    other = OmegaConf.create({"hydra": {"launcher": {"_target_": "hydra_plugins.elsewhere.Launcher"}}})
+    assert sweep.choose_launcher(other) == "hydra_plugins.elsewhere.Launcher" == other.hydra.launcher._target_
+    assert not hasattr(sweep, "install_launchers")  # nothing replaces a class's launch any more
+
+
+# ------------------------------------------------------------------------------------ Hydra's basic launcher
+def test_basic_sweep_with_a_bad_value_runs_its_sibling_and_writes_the_summary(tmp_path, fmnist_dir):
+    out = run_sweep(tmp_path, fmnist_dir, "memory.top_k=-1,5")
+    root = tmp_path / "sweep"
+    assert out.returncode != 0, out.stdout
+    message = "invalid memory.top_k=-1: must be above 0"
+    assert f"ConfigError: {message}" in out.stderr
+    assert json.loads((root / "1" / "results.json").read_text())["metrics"]["A_last"] == 1.0
+    assert OmegaConf.load(root / "multirun.yaml").hydra.launcher._target_ == f"{PLUGIN}.BasicLauncher"
+    summary = (root / "summary.md").read_text()
+    assert summary in out.stdout and "1 of 2 jobs with results, 1 failed or missing" in summary
+    assert message in summary.split("Failed or missing")[1]
+    assert "job #0 failed (" in out.stdout + out.stderr
 
 
 # ------------------------------------------------------------------------------------ submitit_local
@@ -168,6 +239,7 @@ def test_local_sweep_with_a_bad_value_keeps_its_sibling_and_names_the_error(tmp_
     assert f"| 0 | {root / '0'} | `" in summary and message in summary.split("Failed or missing")[1]
     job_log = (root / "0" / "run.log").read_text()
     assert "job failed: ConfigError: " + message in job_log  # the job's own log says it failed
+    assert OmegaConf.load(root / "multirun.yaml").hydra.launcher._target_ == f"{PLUGIN}.LocalLauncher"
     print(f"submitit_local sweep with a bad value: {time.perf_counter() - start:.1f} s")
 
 
@@ -181,6 +253,7 @@ def test_slurm_sweep_runs_both_jobs_and_prints_the_summary(tmp_path, fmnist_dir,
         results = json.loads((root / job / "results.json").read_text())
         assert results["metrics"]["A_last"] == 1.0 and results["config"]["seed"] == int(job)
     assert list((root / ".submitit").glob("*_1/*_log.out"))  # it went through SLURM, as an array
+    assert OmegaConf.load(root / "multirun.yaml").hydra.launcher._target_ == f"{PLUGIN}.SlurmLauncher"
     summary = (root / "summary.md").read_text()
     assert summary in out.stdout and "2 of 2 jobs with results." in summary
     assert f"| `dataset.root={tmp_path / 'fmnist'} encoder=pixels paths.cache_dir={tmp_path / 'cache'} memory=ncm` " \
@@ -192,7 +265,7 @@ def test_slurm_sweep_runs_both_jobs_and_prints_the_summary(tmp_path, fmnist_dir,
 
 def test_slurm_cancelled_job_is_an_error_not_a_hang(tmp_path, fmnist_dir, slurm):
     name = f"neurocl-test-cancel-{os.getpid()}"
-    command = sweep_command(tmp_path, fmnist_dir, "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug",
+    command = sweep_command(tmp_path, fmnist_dir, "hydra/launcher=neurocl_submitit_slurm", "hydra.launcher.partition=debug",
                             f"hydra.launcher.name={name}", "memory=ncm", "seed=0")
     process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

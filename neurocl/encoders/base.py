@@ -1,5 +1,6 @@
 """The encoder contract and the batched, progress-reporting feature extraction."""
 
+import logging
 from contextlib import nullcontext
 from typing import Protocol
 
@@ -9,6 +10,8 @@ from tqdm.auto import tqdm
 
 from neurocl.data.base import Split
 from neurocl.errors import ConfigError, check_finite
+
+log = logging.getLogger(__name__)
 
 
 class Encoder(Protocol):
@@ -55,6 +58,7 @@ def encode_split(encoder: Encoder, split: Split, desc: str = "encoding") -> torc
     """Encode a whole split in batches; returns finite float32 features on the CPU."""
     check_accepts(encoder, split.modality, "this split")
     chunks = []
+    log.info("%s: %d samples", desc, len(split))  # the bar below shows only on a terminal; a log says it too
     with tqdm(total=len(split), desc=desc, unit="sample", leave=False, disable=None) as progress:  # None: terminals only
         for _, batch in split.batches(encoder.batch_size):
             chunks.append(encoder.encode(batch).float().cpu())
