@@ -62,7 +62,7 @@ def main():
         db = np.concatenate([base + (0.01 * rng.standard_normal(base.shape) if r else 0) for r in range(reps)])[:n]
         db = (db / np.linalg.norm(db, axis=1, keepdims=True)).astype(np.float32)
         truth = None
-        for name, backend in (("exact", ExactBackend(256)), ("hnswlib", HnswBackend(256))):
+        for name, backend in (("exact", ExactBackend(256, precision="float32", device="cpu")), ("hnswlib", HnswBackend(256))):
             _, insert_s = timed(lambda: backend.upsert(np.arange(n), db))
             _, single_s = timed(lambda: [backend.search(q[None], 10) for q in queries[:200]])
             (ids, _), batch_s = timed(lambda: backend.search(queries, 10))
@@ -75,7 +75,7 @@ def main():
                   f"{row['ms_per_query_b1000']:>16.4f} {recall:>9.3f}")
     # Re-indexing after a conditioning refresh, at the store's default budget.
     raw = xtr[:5000]
-    for name, backend in (("exact", ExactBackend(256)), ("hnswlib", HnswBackend(256))):
+    for name, backend in (("exact", ExactBackend(256, precision="float32", device="cpu")), ("hnswlib", HnswBackend(256))):
         _, refresh_s = timed(conditioner.refresh)
         _, rebuild_s = timed(lambda: backend.rebuild(np.arange(5000), conditioner.transform(raw)))
         print(f"refresh whitening {refresh_s:.2f} s + rebuild {name} index of 5,000: {rebuild_s:.2f} s")

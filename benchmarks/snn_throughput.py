@@ -75,6 +75,7 @@ def main(argv: list[str]):
     for i in range(0, train_n, 1024):
         memory.observe(train_x[i:i + 1024], train_y[i:i + 1024])
     train_s = time.perf_counter() - start
+    memory.end_experience()
     rows = []
     p = base_parameters(memory.neuron)
     for batch in BATCHES:

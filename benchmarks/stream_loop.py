@@ -69,6 +69,7 @@ def main(overrides: list[str]):
             for i in range(0, len(e.train_idx), cfg.observe_batch_size):
                 rows_ = e.train_idx[i:i + cfg.observe_batch_size]
                 memory.observe(train.x[rows_], train.y[rows_], e.index)
+            memory.end_experience()  # as the driver does; counted in observe, as the driver counts it
             observe_s += time.perf_counter() - start
         all_test = test.x[torch.cat([e.test_idx for e in stream.experiences])]
         predict_s = best_of(lambda: predict(memory, all_test, cfg.eval_batch_size))

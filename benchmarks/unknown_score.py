@@ -30,7 +30,8 @@ def main(overrides: list[str]):
     for i in range(0, len(train.y), cfg.observe_batch_size):
         rows = slice(i, i + cfg.observe_batch_size)
         memory.observe(train.x[rows], train.y[rows], 0)
-    prediction = memory.predict(test[:10])  # settles: fits the readout and the score
+    memory.end_experience()  # settles: fits the readout
+    prediction = memory.predict(test[:10])  # fits the score
     start = time.perf_counter()
     prediction = memory.predict(test)
     total = time.perf_counter() - start

@@ -120,7 +120,7 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
     if memory.learns_whole_experiences:
         stream.benchmark  # built here (Avalanche's import takes seconds), not inside an experience's timing
     for experience in tqdm(stream.experiences[progress.done:], desc="experiences", unit="exp",
-                           initial=progress.done, total=T):
+                           initial=progress.done, total=T, disable=None):
         t = experience.index
         order = experience.train_idx[torch.randperm(len(experience.train_idx), generator=shuffle)]
         if projection is not None and projection.before_experience(t, raw_train.x[experience.train_idx],
@@ -133,9 +133,11 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
                                   "own features", "use a frozen-feature memory, or projection=none")
             memory.train_experience(stream.benchmark.train_stream[t])
         else:
-            for i in tqdm(range(0, len(order), observe_batch_size), desc=f"observe {t}", unit="batch", leave=False):
+            for i in tqdm(range(0, len(order), observe_batch_size), desc=f"observe {t}", unit="batch", leave=False,
+                          disable=None):  # None: a bar only on a terminal (a log file would get \r junk)
                 rows = order[i:i + observe_batch_size]
                 memory.observe(train.x[rows], train.y[rows], t, ids=rows)
+        memory.end_experience()  # what the memory held back joins it: evaluation and the checkpoint read it as settled
         observe_s = time.perf_counter() - start
         start = time.perf_counter()
         results = evaluate_all()
@@ -258,16 +260,18 @@ def run_multilabel_stream(stream: Stream, memory: Memory, train: Features, test:
     if memory.learns_whole_experiences:
         stream.benchmark  # built here (Avalanche's import takes seconds), not inside an experience's timing
     for experience in tqdm(stream.experiences[progress.done:], desc="experiences", unit="exp",
-                           initial=progress.done, total=T):
+                           initial=progress.done, total=T, disable=None):
         t = experience.index
         present = train.y[experience.train_idx][:, experience.classes] == 1
         sample, which = present.nonzero(as_tuple=True)
         rows, labels = experience.train_idx[sample], torch.as_tensor(experience.classes)[which]
         order = torch.randperm(len(rows), generator=shuffle)
         start = time.perf_counter()
-        for i in tqdm(range(0, len(order), observe_batch_size), desc=f"observe {t}", unit="batch", leave=False):
+        for i in tqdm(range(0, len(order), observe_batch_size), desc=f"observe {t}", unit="batch", leave=False,
+                          disable=None):  # None: a bar only on a terminal (a log file would get \r junk)
             batch = order[i:i + observe_batch_size]
             memory.observe(train.x[rows[batch]], labels[batch], t, ids=rows[batch])
+        memory.end_experience()  # as in run_stream: before the thresholds, the evaluation and the checkpoint
         observe_s = time.perf_counter() - start
         start = time.perf_counter()
         seen_scores = label_scores(memory, train.x[experience.train_idx], eval_batch_size)

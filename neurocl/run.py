@@ -7,6 +7,7 @@
 import dataclasses
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -241,11 +242,12 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
         logger.close(error)
         raise
     logger.close()
-    log.info("results in %s (results.json)", output_dir)
+    shown = lambda path: os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+    log.info("results in %s (results.json)", shown(output_dir))
     log.info("plots: %s", ", ".join(sorted(p.name for p in output_dir.glob("*.png"))) or "none")
     compared = output_dir.parent if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN \
         else output_dir
-    log.info("compare runs: python -m neurocl.analyze %s [more run or sweep directories] --out <report dir>", compared)
+    log.info("compare runs: python -m neurocl.analyze %s [more runs] --out <report dir>", shown(compared))
     return results
 
 

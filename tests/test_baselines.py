@@ -64,14 +64,17 @@ def test_ranpac_chooses_its_ridge_on_held_out_data_and_never_forgets():
     x, y = clusters(num_classes=4, per_class=50, dim=16, spread=0.2)
     memory = RanPAC(16, 4, projection_dim=256, ridge_grid=[1e-3, 1e3, 1e9], seed=0)
     memory.observe(x[y < 2], y[y < 2])
+    memory.end_experience()
     first = memory.predict(x[y < 2]).labels
     assert memory.ridge in (1e-3, 1e3, 1e9) and not memory.held_out  # held-out fifth folded in after the choice
     memory.observe(x[y >= 2], y[y >= 2], 1)
+    memory.end_experience()
     prediction = memory.predict(x)
     assert (prediction.labels == y).float().mean() > 0.95
     # Gram and targets are sums: fed everything at once, the readout is the same.
     again = RanPAC(16, 4, projection_dim=256, ridge_grid=[memory.ridge], seed=0)
     again.observe(x, y)
+    again.end_experience()
     assert torch.allclose(again.predict(x).scores, prediction.scores, atol=1e-2)
     assert (first == y[y < 2]).all()
 

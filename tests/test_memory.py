@@ -1,3 +1,4 @@
+import warnings
 from functools import partial
 
 import numpy as np
@@ -31,10 +32,12 @@ def test_learns_separable_classes_and_abstains_before_training(make):
     before = memory.predict(x[:5])
     assert before.abstained.all() and (before.labels == -1).all()
     memory.observe(x[y < 2], y[y < 2], 0)
+    memory.end_experience()  # as the driver does after an experience's last batch
     prediction = memory.predict(x)
     assert (prediction.labels[y < 2] == y[y < 2]).all()
     assert torch.isinf(prediction.scores[:, 2:]).all()  # unseen classes cannot be answered
     memory.observe(x[y >= 2], y[y >= 2], 1)
+    memory.end_experience()
     assert (memory.predict(x).labels == y).float().mean() == 1.0
 
 
@@ -43,12 +46,14 @@ def test_state_dict_round_trip(cls):
     x, y = clusters()
     a = cls(16, 4)
     a.observe(x, y)
+    a.end_experience()
     b = cls(16, 4)
     b.load_state_dict(a.state_dict())
     pa, pb = a.predict(x), b.predict(x)
     assert torch.equal(pa.labels, pb.labels) and torch.allclose(pa.scores, pb.scores)
     assert a.stats() == b.stats()
     a.observe(x[:3] + 0.01, (y[:3] + 1) % 4)  # the copy is independent
+    a.end_experience()
     assert not torch.equal(a.predict(x).scores, b.predict(x).scores)
 
 
@@ -77,7 +82,7 @@ def test_bad_input(cls):
                                         ({"momentum": 0.0}, "momentum"), ({"top_k": 0}, "top_k"),
                                         ({"temperature": -1.0}, "temperature"), ({"max_prototypes": 0}, "max_prototypes"),
                                         ({"conditioning": "zca"}, "conditioning"), ({"backend": "annoy"}, "backend"),
-                                        ({"backend_options": {"hnswlib": {"efc": 3}}}, "backend_options"),
+                                        ({"backend_options": {"exact": {"efc": 3}}}, "backend_options"),
                                         ({"over_budget": "drop"}, "over_budget"),
                                         ({"projection_dim": 0}, "projection_dim")])
 def test_prototype_config_is_validated(kwargs, key):
@@ -95,8 +100,9 @@ def test_auto_readout_leaves_the_vote_where_it_loses_on_held_out_data():
     x = torch.randn(len(y), 8, generator=g) * scale + torch.tensor([0.0, 1.5] + [0.0] * 6) * y[:, None] + 30.0
     memory = PrototypeMemory(8, 2, readout="auto", backend="exact", conditioning="whiten", projection_dim=None)
     memory.observe(x, y, 0)
-    memory.predict(x[:1])
-    assert memory.chosen != "vote"
+    assert memory.chosen == "vote" and memory.held_out  # nothing chosen while the held-out samples wait
+    memory.end_experience()
+    assert memory.chosen != "vote" and not memory.held_out
     assert memory.holdout_accuracy(memory.chosen) > memory.holdout_accuracy("vote")  # it won on held-out data
     fresh = torch.randn(len(y), 8, generator=g) * scale + torch.tensor([0.0, 1.5] + [0.0] * 6) * y[:, None] + 30.0
     restricted = PrototypeMemory(8, 2, readout="vote", backend="exact")
@@ -119,7 +125,7 @@ def test_unknown_score_rises_between_known_classes_and_far_from_them():
     x, y = clusters(num_classes=3, per_class=80, dim=16, spread=0.2, seed=5)
     memory = PrototypeMemory(16, 4, readout="whitened_ncm", backend="exact", seed=0)
     memory.observe(x, y, ids=torch.arange(len(y)))
-    memory.predict(x[:1])  # settles: fits the score, standardised on the held-out samples
+    memory.end_experience()  # settles: fits the score, standardised on the held-out samples
     score = memory._fitted[1]
     assert score.scale is not None and score.weights.shape[0] == 3 + 1  # 3 known classes and the mixture class
     centres = torch.stack([x[y == c].mean(0) for c in range(3)])
@@ -133,3 +139,17 @@ def test_unknown_score_rises_between_known_classes_and_far_from_them():
     restored = PrototypeMemory(16, 4, readout="whitened_ncm", backend="exact", seed=0)
     restored.load_state_dict(memory.state_dict())
     assert torch.allclose(restored.predict(x).unknown, memory.predict(x).unknown, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [lambda: PrototypeMemory(16, 4), lambda: SmallRanPAC(16, 4)])
+def test_a_predict_before_end_experience_says_it_leaves_the_held_out_samples_out(make):
+    memory = make()
+    x, y = clusters()
+    memory.observe(x, y, 0)
+    with pytest.warns(UserWarning, match="held back until end_experience"):
+        waiting = memory.predict(x)
+    memory.end_experience()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # control: nothing waits now
+        settled = memory.predict(x)
+    assert not torch.equal(waiting.scores, settled.scores)  # the held-out samples joined at end_experience

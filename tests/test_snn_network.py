@@ -128,6 +128,7 @@ def trained(digits, **options):
     for experience in stream.experiences:
         rows = experience.train_idx
         memory.observe(train[rows], splits.train.labels[rows], experience.index, ids=rows)
+    memory.end_experience()
     return memory
 
 

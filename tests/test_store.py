@@ -21,7 +21,9 @@ def blobs(centres, per=30, spread=0.01, seed=0):
 
 
 def store(**kw):
-    options = dict(similarity_threshold=0.9, conditioning="none", backend="exact", maintenance_interval=10**6)
+    # float32 means: the arithmetic is checked to 1e-5 here (float16, the default, keeps about 3 digits)
+    options = dict(similarity_threshold=0.9, conditioning="none", backend="exact", maintenance_interval=10**6,
+                   precision="float32")
     return PrototypeStore(kw.pop("dim", 8), kw.pop("num_classes", 3), **{**options, **kw})
 
 
@@ -106,6 +108,16 @@ def test_whitening_equalises_within_class_covariance():
     assert projected.transform(x).shape == (4000, 2)
 
 
+def test_a_projection_applies_only_to_features_wider_than_it():
+    """projection_dim (256 by default) never widens: narrower features keep their dimension and need no
+    whitening for it; a projection that would apply needs conditioning=whiten."""
+    assert Conditioner(8, 2, "none", projection_dim=256).out_dim == 8
+    assert PrototypeStore(8, 2, conditioning="center").conditioner.out_dim == 8
+    with pytest.raises(ConfigError, match="conditioning=whiten"):
+        Conditioner(512, 2, "none", projection_dim=256)
+    assert Conditioner(512, 2, "whiten", projection_dim=256).out_dim == 256
+
+
 def test_running_within_covariance_is_the_pooled_within_class_scatter():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 900)
@@ -137,7 +149,7 @@ def test_backends_agree_and_survive_removal_and_re_adding():
     rng = np.random.default_rng(1)
     v = rng.standard_normal((300, 16)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    exact, hnsw, faiss = ExactBackend(16), HnswBackend(16, ef_search=200), FaissBackend(16)
+    exact, hnsw, faiss = ExactBackend(16, precision="float32"), HnswBackend(16, ef_search=200), FaissBackend(16)
     for b in (exact, hnsw, faiss):
         b.upsert(np.arange(300), v)
         b.remove(np.arange(0, 300, 2))
@@ -155,7 +167,7 @@ def test_exact_backend_in_float16_answers_as_in_float32_at_half_the_bytes():
     rng = np.random.default_rng(4)
     v = rng.standard_normal((400, 32)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    full, half = ExactBackend(32), ExactBackend(32, precision="float16")
+    full, half = ExactBackend(32, precision="float32"), ExactBackend(32, precision="float16")
     for b in (full, half):
         b.upsert(np.arange(400), v)
         b.remove(np.arange(0, 400, 3))
@@ -199,7 +211,7 @@ def test_hnswlib_recall_on_real_features():
     c.refresh()
     base, queries = c.transform(base), c.transform(queries)
     configured = compose().memory.backend_options.hnswlib  # M, ef_construction, ef_search of conf/memory
-    exact, hnsw = ExactBackend(256), HnswBackend(256, **configured)
+    exact, hnsw = ExactBackend(256, precision="float32"), HnswBackend(256, **configured)
     for b in (exact, hnsw):
         b.upsert(np.arange(len(base)), base)
     truth, _ = exact.search(queries, 10)

@@ -29,4 +29,5 @@ def learned(overrides: list[str]):
         for i in range(0, len(order), cfg.observe_batch_size):
             rows = order[i:i + cfg.observe_batch_size]
             memory.observe(train[rows], splits.train.labels[rows], e.index, ids=rows)
+    memory.end_experience()  # once, after the stream: what the lazily settling memory did when these tables were made
     return cfg, memory, splits, train, test

@@ -214,7 +214,7 @@ class FeatureCache:
         cached = self._load(data_path, meta_path, key, [len(split), encoder.dim])
         if cached is not None:
             self.hits += 1
-            log.info("feature cache hit: %s", data_path)
+            log.info("feature cache hit: %s", data_path.name)  # its folder is paths.cache_dir
             return cached
         self.misses += 1
         features = encode_split(encoder, split, desc)

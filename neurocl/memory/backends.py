@@ -34,10 +34,10 @@ class ExactBackend(RebuiltOnLoad):
     """Brute force: one matmul and a top-k. On a GPU it beats any index up to about a million vectors.
     The vectors are packed, one row per live id: the store's slots outlive their prototypes (its arrays
     grow past the budget while a batch is absorbed), and searching every slot cost up to 2.6x. Removed
-    rows are dropped at the next search. precision: how the vectors are kept (float16: half the bytes,
-    cosines within about 1e-3); searches compute in float32."""
+    rows are dropped at the next search. device: auto takes a GPU when there is one. precision: how the
+    vectors are kept (float16: half the bytes of float32, cosines within about 1e-3); searches compute in float32."""
 
-    def __init__(self, dim: int, device: str = "cpu", precision: str = "float32", seed: int = 0):
+    def __init__(self, dim: int, device: str = "auto", precision: str = "float16", seed: int = 0):
         if precision not in ("float32", "float16"):
             raise ConfigError("memory.backend_options.exact.precision", precision, "float32 or float16",
                               "set it to float32")
@@ -242,7 +242,7 @@ BACKENDS = {"hnswlib": HnswBackend, "exact": ExactBackend, "faiss": FaissBackend
 def make_backend(name: str, dim: int, **options):
     if name not in BACKENDS:
         raise ConfigError("memory.backend", name, f"unknown backend; one of {sorted(BACKENDS)}",
-                          "set memory.backend=hnswlib")
+                          "set memory.backend=exact")
     try:
         return BACKENDS[name](dim, **options)
     except TypeError as e:

@@ -1,5 +1,6 @@
 """The memory contract: what the driver asks of every learner."""
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,7 +45,12 @@ class Memory(Protocol):
         """Learn from a batch; `ids` name the samples (rows of the training set), for evidence."""
     def train_experience(self, experience) -> None:
         """Learn one Avalanche experience with the memory's own training loop."""
-    def predict(self, features: torch.Tensor) -> Prediction: ...
+    def end_experience(self) -> None:
+        """The experience's last batch has been observed (or its train_experience has run): settle what the memory
+        held back while it learned (e.g. samples held out to choose a readout). The driver calls it once per
+        experience, before it evaluates and before it checkpoints."""
+    def predict(self, features: torch.Tensor) -> Prediction:
+        """Answer `features`; a read: the memory's state (state_dict) is the same afterwards."""
     def readouts(self) -> dict:
         """name -> predict function: every answer the memory can give, its own first."""
     def write_artifacts(self, output_dir: Path, queries: torch.Tensor, labels: torch.Tensor,
@@ -57,7 +63,8 @@ class Memory(Protocol):
         with `labels`, the rows of the stored units near the query that hold that class instead (question
         answering asks for the evidence of a question's known type; a prototype holding several classes may
         return rows of others too)."""
-    def state_dict(self) -> dict: ...
+    def state_dict(self) -> dict:
+        """Everything load_state_dict needs to continue exactly; a read, like predict."""
     def load_state_dict(self, state: dict) -> None: ...
     def stats(self) -> dict: ...
 
@@ -72,6 +79,9 @@ class MemoryBase:
 
     def train_experience(self, experience) -> None:
         raise NeuroclError(f"{type(self).__name__} learns from batches (observe), not whole experiences.")
+
+    def end_experience(self) -> None:
+        """Nothing held back: every observed batch is learned as it comes."""
 
     def readouts(self) -> dict:
         return {"memory": self.predict}
@@ -92,6 +102,13 @@ def prediction_from_scores(scores: torch.Tensor, evidence: dict | None = None) -
     abstained = ~torch.isfinite(scores).any(dim=1)
     labels = scores.argmax(dim=1).masked_fill(abstained, -1)
     return Prediction(labels, scores, abstained, evidence or {})
+
+
+def warn_held_back(memory, samples: int):
+    """A predict while observed samples wait for end_experience answers without them: say so (once per caller)."""
+    if samples:
+        warnings.warn(f"{type(memory).__name__}.predict: observed samples are held back until end_experience() "
+                      "(the driver calls it after each experience's last batch); answers leave them out", stacklevel=3)
 
 
 def check_batch(features: torch.Tensor, dim: int, labels: torch.Tensor | None = None, num_classes: int = 0):

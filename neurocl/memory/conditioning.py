@@ -54,12 +54,13 @@ class Conditioner:
         if projection_dim is not None and projection_dim < 1:
             raise ConfigError("memory.projection_dim", projection_dim, "must be positive or null",
                               "set memory.projection_dim=256 or null")
+        # A projection never widens: features narrower than projection_dim keep their dimension (and need none).
+        projection_dim = None if projection_dim is None or projection_dim >= dim else projection_dim
         if projection_dim is not None and mode != "whiten":
-            raise ConfigError("memory.projection_dim", projection_dim, "a projection needs conditioning=whiten",
-                              "set memory.projection_dim=null or memory.conditioning=whiten")
+            raise ConfigError("memory.projection_dim", projection_dim, f"a projection of the {dim}-d features needs "
+                              "conditioning=whiten", "set memory.projection_dim=null or memory.conditioning=whiten")
         self.dim, self.num_classes, self.mode = dim, num_classes, mode
-        # A projection never widens: features narrower than projection_dim keep their dimension.
-        self.projection_dim = None if projection_dim is None or projection_dim >= dim else projection_dim
+        self.projection_dim = projection_dim
         self.shrinkage, self.out_dim = shrinkage, self.projection_dim or dim
         self.class_counts = np.zeros(num_classes, np.int64)
         self.class_means = np.zeros((num_classes, dim), np.float64)

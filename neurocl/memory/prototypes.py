@@ -16,6 +16,11 @@ held-out accuracy over experiences, as A_last averages over experiences: on
 imbalanced streams a big experience does not outvote the others); then the
 held-out samples join the store. `readout: vote | lda | whitened_ncm |
 vote+lda | kernel_ridge` restricts the choice to one family (`vote` holds nothing out).
+
+The scoring, the choice and the joining happen in end_experience, which the
+driver calls after each experience's last batch: predict and state_dict only
+read (state_dict keeps the samples still held out, so a checkpoint taken
+mid-experience continues exactly).
 """
 
 import numpy as np
@@ -23,7 +28,7 @@ import torch
 
 from neurocl.errors import ConfigError
 from neurocl.memory import readouts
-from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores
+from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores, warn_held_back
 from neurocl.memory.store import PrototypeStore
 from neurocl.memory.unknown import fit_unknown
 
@@ -57,7 +62,7 @@ class PrototypeMemory(MemoryBase):
         self.grid = {"lda": [float(v) for v in lda_shrinkage], "blend": [float(v) for v in blend_weights],
                      "bandwidth": [float(v) for v in kernel_bandwidths], "ridge": [float(v) for v in ridge]}
         self.store = PrototypeStore(dim, num_classes, **store_options)
-        self.seed = int(store_options.get("seed", 0))
+        self.seed = self.store.seed
         self.generator = torch.Generator().manual_seed(self.seed)
         self.unknown_scale = None  # the open-set score's standardisation, from the latest held-out samples
         self.held_out = []  # (features, labels, ids, experience) not yet in the store
@@ -78,8 +83,9 @@ class PrototypeMemory(MemoryBase):
             self.store.observe(features.float().numpy(), labels.numpy(), ids.numpy())
         self._fitted = None
 
-    def _settle(self):
-        """Score every candidate on the held-out samples, absorb them, fit the best candidate."""
+    def end_experience(self):
+        """Settle the experience: score every candidate readout on its held-out samples, absorb them into the
+        store, choose the best readout so far and fit it (and the open-set score, standardised on them)."""
         if self.held_out:
             x = torch.cat([h[0] for h in self.held_out]).float()
             y = torch.cat([h[1] for h in self.held_out])
@@ -100,7 +106,16 @@ class PrototypeMemory(MemoryBase):
             x = None
         if self.tallies:
             self.chosen = max(self.tallies, key=self.holdout_accuracy)  # the first listed wins a tie
-        self._fitted = (self._fit(self.chosen), self._fit_unknown(x))
+        score = self._fit_unknown(x)
+        self.unknown_scale = score.scale if score is not None else None
+        self._fitted = (self._fit(self.chosen), score)
+
+    def _current_fit(self):
+        """(the chosen readout's parameters, the open-set score): computed from the state when first asked after
+        a change, and kept until the next one. A cache, not state: predict and state_dict stay reads."""
+        if self._fitted is None:
+            self._fitted = (self._fit(self.chosen), self._fit_unknown())
+        return self._fitted
 
     # -- readouts ----------------------------------------------------------------------------
     def _families(self) -> list[str]:
@@ -190,20 +205,20 @@ class PrototypeMemory(MemoryBase):
         return None
 
     def _fit_unknown(self, held_out: torch.Tensor | None = None):
-        """The open-set score (neurocl/memory/unknown.py), standardised on `held_out` when given."""
+        """The open-set score (neurocl/memory/unknown.py), standardised on `held_out` when given, else as the
+        latest experience's held-out samples standardised it."""
         n = int(self.store.conditioner.class_counts.sum())
-        score = fit_unknown(self.store, np.random.default_rng([self.seed, n]), held_out, self.unknown_scale)
-        self.unknown_scale = score.scale if score is not None else None
-        return score
+        return fit_unknown(self.store, np.random.default_rng([self.seed, n]), held_out, self.unknown_scale)
 
     def predict(self, features) -> Prediction:
+        """The chosen readout's answer from the store; samples held out since the last end_experience are not in
+        it yet (end_experience settles them: the driver calls it before it evaluates)."""
         check_batch(features, self.dim)
-        if len(self.store) == 0 and not self.held_out:
+        warn_held_back(self, sum(len(h[1]) for h in self.held_out))
+        if len(self.store) == 0:
             return prediction_from_scores(torch.full((len(features), self.num_classes), float("-inf")))
-        if self._fitted is None:
-            self._settle()
         family, *values = self.chosen.split(":")
-        fitted = self._fitted[0]
+        fitted, unknown = self._current_fit()
         vote, ids, sims = self._vote(features)
         if family == "vote":
             scores = vote
@@ -222,8 +237,8 @@ class PrototypeMemory(MemoryBase):
         confidence = shares.max(dim=1).values / shares.sum(dim=1).clamp(min=1e-12)  # the winner's share
         evidence = {"prototype_ids": torch.from_numpy(ids), "confidence": confidence,
                     "prototype_similarities": torch.from_numpy(sims).float()}
-        if self._fitted[1] is not None:
-            evidence["unknown"] = self._fitted[1](features)
+        if unknown is not None:
+            evidence["unknown"] = unknown(features)
         return prediction_from_scores(scores, evidence)
 
     def evidence_rows(self, prediction: Prediction, per_answer: int = 3, labels=None) -> list[list[int]]:
@@ -258,12 +273,15 @@ class PrototypeMemory(MemoryBase):
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        if self._fitted is None and (self.held_out or len(self.store)):
-            self._settle()
+        """The store, the readout's tallies and choice, and the held-out samples not settled yet (none after
+        end_experience, where the driver checkpoints)."""
+        pending = [{"features": f.clone(), "labels": l.clone(), "ids": i.clone(), "experience": e}
+                   for f, l, i, e in self.held_out]
         return {**self.store.state_dict(with_index=True),
                 "readout": {"tallies": {k: dict(v) for k, v in self.tallies.items()}, "chosen": self.chosen,
                             "held_out_seen": dict(self.held_out_seen), "generator": self.generator.get_state(),
-                            "unknown_scale": list(self.unknown_scale) if self.unknown_scale else None}}
+                            "unknown_scale": list(self.unknown_scale) if self.unknown_scale else None,
+                            "held_out": pending}}
 
     def load_state_dict(self, state: dict):
         self.store.load_state_dict(state)
@@ -272,7 +290,9 @@ class PrototypeMemory(MemoryBase):
         self.generator.set_state(state["readout"]["generator"])
         scale = state["readout"].get("unknown_scale")
         self.unknown_scale = tuple(scale) if scale else None
-        self.held_out, self._fitted = [], None
+        self.held_out = [(h["features"].clone(), h["labels"].clone(), h["ids"].clone(), h["experience"])
+                         for h in state["readout"].get("held_out", [])]  # older checkpoints: none kept
+        self._fitted = None
 
     def stats(self) -> dict:
         out = {"prototypes": len(self.store), **self.store.events, "memory_bytes": self.store.nbytes,

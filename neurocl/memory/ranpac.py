@@ -10,13 +10,14 @@ with the ridge solution
 lambda is chosen per experience as in RanPAC: a fifth of the experience's
 samples is held out, each lambda of the grid is fitted on everything else
 seen so far and scored on the held-out fifth, and the best one is refitted
-on all the data.
+on all the data (in end_experience, which the driver calls after each
+experience's last batch; predict and state_dict only read).
 """
 
 import torch
 
 from neurocl.errors import ConfigError
-from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores
+from neurocl.memory.base import MemoryBase, Prediction, check_batch, prediction_from_scores, warn_held_back
 
 
 class RanPAC(MemoryBase):
@@ -41,7 +42,7 @@ class RanPAC(MemoryBase):
         self.counts = torch.zeros(num_classes, dtype=torch.long)
         self.held_out = []       # (features, labels) of the current experience, not yet in gram
         self.ridge = None        # the lambda chosen for the latest experience
-        self.readout = None      # (M, C) float32, rebuilt after new data
+        self.readout = None      # (M, C) float32, a cache: rebuilt from gram, targets and ridge after new data
 
     def lift(self, features: torch.Tensor) -> torch.Tensor:
         return torch.relu(features.float() @ self.projection)
@@ -65,7 +66,7 @@ class RanPAC(MemoryBase):
     def _choose_ridge(self) -> float:
         y = torch.cat([l for _, l in self.held_out]) if self.held_out else torch.empty(0, dtype=torch.long)
         if not len(y):
-            return self.ridge or self.ridge_grid[len(self.ridge_grid) // 2]
+            return self._ridge()
         x = torch.cat([f for f, _ in self.held_out])
         # One eigendecomposition serves the whole grid: (G + l I)^-1 = V diag(1 / (e + l)) V^T.
         eigenvalues, vectors = torch.linalg.eigh(self.gram)
@@ -78,32 +79,39 @@ class RanPAC(MemoryBase):
             accuracies.append((scores[:, seen].argmax(1) == (seen.cumsum(0) - 1)[y]).double().mean().item())
         return self.ridge_grid[max(range(len(accuracies)), key=accuracies.__getitem__)]
 
-    def _fit(self):
+    def end_experience(self):
+        """Choose lambda on the experience's held-out fifth, then fold the fifth in and solve the readout."""
         self.ridge = self._choose_ridge()
         for features, labels in self.held_out:
             self._add(self.lift(features), labels)
         self.held_out = []
         self.readout = self._solve(self.ridge)
 
+    def _ridge(self) -> float:
+        """The lambda answers use: the latest experience's choice (the grid's middle before the first)."""
+        return self.ridge if self.ridge is not None else self.ridge_grid[len(self.ridge_grid) // 2]
+
     def predict(self, features) -> Prediction:
+        """From gram and targets as they are: a held-out fifth joins them at end_experience."""
         check_batch(features, self.dim)
+        warn_held_back(self, sum(len(l) for _, l in self.held_out))
         if self.readout is None:
-            self._fit()
+            self.readout = self._solve(self._ridge())
         scores = self.lift(features) @ self.readout
         scores[:, self.counts == 0] = float("-inf")
         return prediction_from_scores(scores)
 
     def state_dict(self) -> dict:
-        if self.readout is None:
-            self._fit()
         return {"projection": self.projection.clone(), "gram": self.gram.clone(), "targets": self.targets.clone(),
-                "counts": self.counts.clone(), "ridge": self.ridge, "generator": self.generator.get_state()}
+                "counts": self.counts.clone(), "ridge": self.ridge, "generator": self.generator.get_state(),
+                "held_out": [(f.clone(), l.clone()) for f, l in self.held_out]}
 
     def load_state_dict(self, state: dict):
         self.projection, self.gram = state["projection"].clone(), state["gram"].clone()
         self.targets, self.counts, self.ridge = state["targets"].clone(), state["counts"].clone(), state["ridge"]
         self.generator.set_state(state["generator"])
-        self.held_out, self.readout = [], self._solve(self.ridge)
+        self.held_out = [(f.clone(), l.clone()) for f, l in state.get("held_out", [])]  # older checkpoints: none
+        self.readout = None
 
     def stats(self) -> dict:
         tensors = (self.projection, self.gram, self.targets)

@@ -46,9 +46,9 @@ class PrototypeStore:
     def __init__(self, dim: int, num_classes: int, similarity_threshold: float = 0.85, momentum: float = 0.1,
                  max_prototypes: int = 5000, maintenance_interval: int = 1000, merge_threshold: float | None = None,
                  split_threshold: float | None = None, over_budget: str = "merge", purity_gate: bool = True,
-                 conditioning: str = "whiten", shrinkage: float | str = "oas", projection_dim: int | None = None,
-                 refresh_growth: float = 2.0, exemplars: int = 8, precision: str = "float32",
-                 backend: str = "hnswlib", backend_options: dict | None = None, seed: int = 0):
+                 conditioning: str = "whiten", shrinkage: float | str = "oas", projection_dim: int | None = 256,
+                 refresh_growth: float = 2.0, exemplars: int = 8, precision: str = "float16",
+                 backend: str = "exact", backend_options: dict | None = None, seed: int = 0):
         for key, value, low, high in (("similarity_threshold", similarity_threshold, -1, 1),
                                       ("merge_threshold", merge_threshold, -1, 1), ("momentum", momentum, 1e-9, 1),
                                       ("split_threshold", split_threshold, 1e-9, 2)):
@@ -70,7 +70,7 @@ class PrototypeStore:
             raise ConfigError("memory.over_budget", over_budget, f"one of {OVER_BUDGET}", "set memory.over_budget=merge")
         if precision not in ("float32", "float16"):
             raise ConfigError("memory.precision", precision, "float32 or float16", "set memory.precision=float32")
-        self.dim, self.num_classes = dim, num_classes
+        self.dim, self.num_classes, self.seed = dim, num_classes, seed
         self.threshold, self.momentum, self.max_prototypes = similarity_threshold, momentum, max_prototypes
         self.maintenance_interval, self.merge_threshold, self.split_threshold = (
             maintenance_interval, merge_threshold, split_threshold)

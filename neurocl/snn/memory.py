@@ -47,6 +47,7 @@ and plain STDP applies. A class's first batch earns no reward (the store
 holds none of it yet), so an experience of one batch teaches nothing.
 """
 
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
@@ -55,7 +56,7 @@ import torch.nn.functional as F
 from norse.torch.functional.lsnn import LSNNParameters
 
 from neurocl.errors import ConfigError
-from neurocl.memory.base import Prediction, check_batch, prediction_from_scores
+from neurocl.memory.base import Prediction, check_batch, prediction_from_scores, warn_held_back
 from neurocl.memory import readouts as store_readouts
 from neurocl.memory.prototypes import PrototypeMemory
 from neurocl.snn.plasticity import (RewardSTDPParameters, check_parameters, reward_stdp_change,
@@ -92,6 +93,11 @@ WEIGHTS = ("float32", "int8")
 # int8 multiply 0.2 pJ. A MAC is a multiply and an add; a synaptic operation or a neuron-state update an add.
 PJ = {"float32": {"add": 0.9, "mac": 4.6}, "int8": {"add": 0.03, "mac": 0.23}}
 REWARD_PER = ("query", "neuron")  # one reward per query (its winner right or wrong), or one per postsynaptic neuron
+# The plasticity rules' defaults (read-only; RewardSTDPParameters gives the keys left out): label synapses in [0, 1];
+# recurrent ones in [0, 0.5] with half the depression and at most 2.0 of input per neuron (conf/memory/prototypes_snn)
+LABEL_PLASTICITY = MappingProxyType({"w_min": 0.0, "w_max": 1.0, "eta_plus": 1.0, "eta_minus": 1.0})
+RECURRENT_PLASTICITY = MappingProxyType({"w_min": 0.0, "w_max": 0.5, "eta_plus": 1.0, "eta_minus": 0.5,
+                                         "max_incoming": 2.0})
 
 
 def plasticity_rule(key: str, options: dict | None, shared: dict) -> RewardSTDPParameters:
@@ -113,8 +119,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
                  recurrent_fan_in: int = 32, stdp_lr: float = 0.001, reward_modulation: bool = True,
                  reward_correct: float = 1.0, reward_wrong: float = -1.0, reward_per: str = "query",
                  teacher_current: float = 1.0,
-                 initial_label_weight: float = 0.5, label_plasticity: dict | None = None,
-                 recurrent_plasticity: dict | None = None, plastic_neurons: str = "new", dt: float = 1e-3,
+                 initial_label_weight: float = 0.5, label_plasticity: dict | None = LABEL_PLASTICITY,
+                 recurrent_plasticity: dict | None = RECURRENT_PLASTICITY, plastic_neurons: str = "new", dt: float = 1e-3,
                  learn_batch_size: int | None = None, readout: str = "auto", **store_options):
         if network not in NETWORKS:
             raise ConfigError("memory.network", network, f"one of {NETWORKS}", "set memory.network=end_to_end")
@@ -208,8 +214,6 @@ class SpikingPrototypeMemory(PrototypeMemory):
         weighs like the query. Scores are the discriminants over positive per-query factors: the first class
         neuron to fire is the readout's argmax (top_k 1). Their clock runs CLASS_CLOCK times finer than the vote's
         and starts at CLOCK_HEADROOM times the best score of the store's own prototypes (clock_skip steps in)."""
-        if self._fitted is None:
-            self._settle()
         family, *values = self.chosen.split(":")
         bias_line = 0.0
         if family == "vote":
@@ -324,6 +328,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
 
     def predict(self, features) -> Prediction:
         check_batch(features, self.dim)
+        warn_held_back(self, sum(len(h[1]) for h in self.held_out))
         if len(self.store) == 0:
             return prediction_from_scores(torch.full((len(features), self.num_classes), float("-inf")))
         if self.network == "end_to_end":
