@@ -9,7 +9,7 @@ the same configuration runs beside them:
   handler calls the launcher's `checkpoint` (the same job again) and runs `scontrol requeue` itself.
 
 Either way the job starts again with SLURM_RESTART_COUNT=1, and neurocl.run resumes from the checkpoint.pt in
-its directory (checkpoint.requeued). SLURM 22.05 holds a requeued job as PENDING (Reason=BeginTime); the test lifts
+its directory (run_dir.requeued). SLURM 22.05 holds a requeued job as PENDING (Reason=BeginTime); the test lifts
 that with `scontrol update JobId=... StartTime=now` rather than wait for it. Needs scripts/slurm-local.sh's
 cluster (skips without it; fails with NEUROCL_REQUIRE_SLURM=1, as .ci/run sets).
 """
