@@ -113,6 +113,6 @@ def resume_hint(output_dir: Path, overrides: list[str]) -> str:
     """What to type to continue an interrupted run, or why it cannot be."""
     if not (Path(output_dir) / checkpoint.FILENAME).exists():
         return (f"no checkpoint was written in {output_dir} (interrupted before its first experience ended, or "
-                "checkpoint=false): rerun it from the start in a new directory")
+                "checkpoint=false): nothing to resume; run the same command again to start over")
     kept = [o for o in overrides if o.split("=", 1)[0] not in ("resume", "hydra.run.dir")]
     return "resume it with: python -m neurocl.run " + " ".join([*kept, "resume=true", f"hydra.run.dir={output_dir}"])
