@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from neurocl import metrics
 from neurocl.errors import ConfigError
 from neurocl.memory.base import Memory, Prediction, prediction_from_scores
-from neurocl.scenarios import Experience, Stream
+from neurocl.scenarios import FROZEN_FEATURE_MEMORIES, Experience, Stream
 
 
 @dataclass
@@ -78,6 +78,88 @@ def open_set_rows(t: int, results: list) -> tuple[np.ndarray, np.ndarray]:
     return auroc, abstained
 
 
+class OnlineLoop:
+    """One pass over an online stream (Stream.online): batches of `batch_size` in the stream's order (a batch is
+    cut short by an evaluation and by the end of an experience's samples), and an anytime evaluation every
+    `eval_every` samples (counted across experiences) and at the stream's end.
+
+    The memory is told no task: `observe` gets the index of the window between two evaluations as its
+    experience, and before every answer the memory settles what it held back (end_experience), as the driver
+    settles it before every evaluation. Where it stands (samples observed, the curve, the classes seen) lives
+    in progress.extra["anytime"], and the run checkpoints after every anytime evaluation, so a run killed
+    mid-task resumes to the same curve.
+    """
+
+    def __init__(self, stream: Stream, memory: Memory, train: Features, test: Features, num_classes: int,
+                 progress: StreamProgress, logger, eval_batch_size: int,
+                 after_evaluation: Callable[[StreamProgress], None] | None):
+        self.schedule, self.memory, self.train, self.test = stream.online, memory, train, test
+        self.progress, self.logger, self.eval_batch_size, self.after_evaluation = progress, logger, eval_batch_size, \
+            after_evaluation
+        sizes = [len(e.train_idx) for e in stream.experiences]
+        self.offsets, self.total = np.cumsum([0, *sizes[:-1]]).tolist(), sum(sizes)
+        self.state = progress.extra.setdefault("anytime", {
+            "samples": [], "accuracy": [], "per_class_accuracy": [], "evaluated": [], "position": 0, "windows": 0,
+            "seen": torch.zeros(num_classes, dtype=torch.bool), "anytime_evaluations": [0] * len(sizes),
+            "anytime_eval_s": [0.0] * len(sizes), "checkpoint_s": [0.0] * len(sizes)})
+
+    def observe(self, t: int, order: torch.Tensor) -> float:
+        """Observe the rest of experience t (all of it, unless resumed inside it); returns the seconds spent on
+        anytime evaluations and their checkpoints."""
+        s, every = self.state, self.schedule.eval_every
+        i = s["position"] - self.offsets[t]
+        spent = 0.0
+        with tqdm(total=len(order), initial=i, desc=f"observe {t}", unit="sample", leave=False, disable=None) as bar:
+            while i < len(order):
+                position = self.offsets[t] + i
+                stop = min(len(order), i + self.schedule.batch_size, (position // every + 1) * every - self.offsets[t])
+                rows = order[i:stop]
+                self.memory.observe(self.train.x[rows], self.train.y[rows], s["windows"], ids=rows)
+                s["seen"][self.train.y[rows]] = True
+                bar.update(stop - i)
+                i, s["position"] = stop, self.offsets[t] + stop
+                if s["position"] % every == 0 or s["position"] == self.total:
+                    start = time.perf_counter()
+                    self.evaluate(t)
+                    evaluated = time.perf_counter()
+                    s["anytime_eval_s"][t] += evaluated - start
+                    if self.after_evaluation:
+                        self.after_evaluation(self.progress)
+                    s["checkpoint_s"][t] += time.perf_counter() - evaluated
+                    spent += time.perf_counter() - start
+        return spent
+
+    def evaluate(self, t: int):
+        """The anytime accuracy now: on the evaluation subset's samples of the classes seen so far."""
+        s = self.state
+        self.memory.end_experience()
+        s["windows"] += 1
+        rows = self.schedule.eval_idx[s["seen"][self.test.y[self.schedule.eval_idx]]]
+        labels, y = predict(self.memory, self.test.x[rows], self.eval_batch_size).labels, self.test.y[rows]
+        accuracy = metrics.accuracy(labels, y)
+        per_class = np.full(len(s["seen"]), np.nan)
+        for c in y.unique().tolist():
+            per_class[c] = float((labels[y == c] == c).double().mean())
+        s["samples"].append(s["position"])
+        s["accuracy"].append(accuracy)
+        s["per_class_accuracy"].append(per_class)
+        s["evaluated"].append(len(rows))
+        s["anytime_evaluations"][t] += 1
+        self.logger.log_anytime(s["position"], accuracy)
+
+    def timing(self, t: int) -> dict:
+        return {key: self.state[key][t] for key in ("anytime_evaluations", "anytime_eval_s", "checkpoint_s")}
+
+    def metrics(self) -> dict:
+        return metrics.anytime_summary(self.state["accuracy"], self.state["per_class_accuracy"])
+
+    def curve(self) -> dict:
+        s = self.state
+        return {"samples": s["samples"], "accuracy": s["accuracy"], "per_class_accuracy": s["per_class_accuracy"],
+                "evaluated_samples": s["evaluated"], "batch_size": self.schedule.batch_size,
+                "eval_every": self.schedule.eval_every, "eval_subset": len(self.schedule.eval_idx)}
+
+
 def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, num_classes: int,
                logger, seed: int = 0, observe_batch_size: int = 1024, eval_batch_size: int = 4096,
                projection=None, pairs: torch.Tensor | None = None, resume: StreamProgress | None = None,
@@ -118,31 +200,44 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
     shuffle.set_state(progress.shuffle)
     results = None
     if memory.learns_whole_experiences:
+        if stream.build_benchmark is None:
+            raise ConfigError("memory", type(memory).__name__, "an Avalanche strategy needs a stream with an "
+                              "Avalanche form (class- or task-incremental)", f"use {FROZEN_FEATURE_MEMORIES}")
         stream.benchmark  # built here (Avalanche's import takes seconds), not inside an experience's timing
+    online = OnlineLoop(stream, memory, train, test, num_classes, progress, logger, eval_batch_size, after_experience) \
+        if stream.online is not None else None
     for experience in tqdm(stream.experiences[progress.done:], desc="experiences", unit="exp",
                            initial=progress.done, total=T, disable=None):
         t = experience.index
-        order = experience.train_idx[torch.randperm(len(experience.train_idx), generator=shuffle)]
+        if online is None:
+            order = experience.train_idx[torch.randperm(len(experience.train_idx), generator=shuffle)]
+        else:  # the scenario's own order: one pass, as the stream comes
+            order = experience.train_idx
         if projection is not None and projection.before_experience(t, raw_train.x[experience.train_idx],
                                                                    pairs[experience.train_idx]):
             train, test = projected()
         start = time.perf_counter()
+        anytime_s = 0.0
         if memory.learns_whole_experiences:  # Avalanche strategies run their own loop on the same experience
             if projection is not None:
                 raise ConfigError("projection", projection.policy, "Avalanche strategies train on the stream's "
                                   "own features", "use a frozen-feature memory, or projection=none")
             memory.train_experience(stream.benchmark.train_stream[t])
+        elif online is not None:
+            anytime_s = online.observe(t, order)
         else:
             for i in tqdm(range(0, len(order), observe_batch_size), desc=f"observe {t}", unit="batch", leave=False,
                           disable=None):  # None: a bar only on a terminal (a log file would get \r junk)
                 rows = order[i:i + observe_batch_size]
                 memory.observe(train.x[rows], train.y[rows], t, ids=rows)
         memory.end_experience()  # what the memory held back joins it: evaluation and the checkpoint read it as settled
-        observe_s = time.perf_counter() - start
+        observe_s = time.perf_counter() - start - anytime_s
         start = time.perf_counter()
         results = evaluate_all()
         R[t] = [acc for acc, *_ in results]
-        if not stream.task_aware:  # a task-aware answer never reaches an unseen class: no open set to measure
+        # a task-aware answer never reaches an unseen class, and a domain or blurry stream's later experiences hold
+        # classes already seen: no open set to measure
+        if stream.novel_classes and not stream.task_aware:
             open_set = progress.extra.setdefault("open_set", {"auroc": np.full((T, T), np.nan),
                                                               "abstained_at_95": np.full((T, T), np.nan)})
             open_set["auroc"][t], open_set["abstained_at_95"][t] = open_set_rows(t, results)
@@ -151,6 +246,8 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
         timing = {"experience": t, "train_samples": len(order), "observe_s": observe_s,
                   "eval_s": time.perf_counter() - start,
                   "test_samples": sum(len(e.test_idx) for e in stream.experiences)}
+        if online is not None:
+            timing.update(online.timing(t))
         timings.append(timing)
         logger.log_experience(t, R[t], memory.stats(), timing)
         progress.done, progress.shuffle = t + 1, shuffle.get_state()
@@ -167,9 +264,12 @@ def run_stream(stream: Stream, memory: Memory, train: Features, test: Features, 
                     "mean_abstained_at_95": float(np.nanmean(open_set["abstained_at_95"]))}
         summary["metrics"].update(open_set_auroc=open_set["mean_auroc"],
                                   open_set_abstained_at_95=open_set["mean_abstained_at_95"])
+    if online is not None:
+        summary["metrics"].update(online.metrics())
     return {
         **summary,
         **({"open_set": open_set} if open_set else {}),
+        **({"anytime": online.curve()} if online is not None else {}),
         "per_class_accuracy": metrics.per_class_accuracy(final_labels, test.y[all_idx], num_classes),
         "timings": timings,
         "memory_stats": memory.stats(),

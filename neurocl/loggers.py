@@ -71,6 +71,9 @@ class LoggerBase:
     def log_experience(self, t: int, row: np.ndarray, stats: dict, timing: dict):
         pass
 
+    def log_anytime(self, samples: int, accuracy: float):
+        """Online streams: the anytime accuracy after `samples` stream samples."""
+
     def log_summary(self, results: dict, output_dir: Path):
         pass
 
@@ -96,6 +99,10 @@ class Loggers(LoggerBase):
         for logger in self.loggers.values():
             logger.log_experience(t, row, stats, timing)
 
+    def log_anytime(self, samples, accuracy):
+        for logger in self.loggers.values():
+            logger.log_anytime(samples, accuracy)
+
     def log_summary(self, results, output_dir):
         for logger in self.loggers.values():
             logger.log_summary(results, output_dir)
@@ -118,6 +125,9 @@ class ConsoleLogger(LoggerBase):
         log.info("experience %d/%d: accuracy on the %d seen %.4f  (observe %.1f s, eval %.1f s)%s",
                  t + 1, len(row), t + 1, row[: t + 1].mean(), timing["observe_s"], timing["eval_s"], shown)
         log.debug("memory after experience %d: %s", t, scalar_stats(stats))
+
+    def log_anytime(self, samples: int, accuracy: float):
+        log.debug("anytime accuracy after %d samples: %.4f", samples, accuracy)
 
     def log_summary(self, results: dict, output_dir: Path):
         lines = ["", "accuracy matrix R[t, k] (row: trained through t; column: tested on k)"]
@@ -189,6 +199,12 @@ class WandbLogger(LoggerBase):
         media = {"R_matrix": self.matrix_table(results["R"])}
         if "multi_label" in results:
             media["R_macro_f1_matrix"] = self.matrix_table(results["multi_label"]["R_macro_f1"])
+        if "anytime" in results:  # W&B's step is the experience; the curve has its own x axis, so it is a table
+            curve = wandb.Table(columns=["samples", "anytime_accuracy"],
+                                data=[[int(n), float(a)] for n, a in zip(results["anytime"]["samples"],
+                                                                          results["anytime"]["accuracy"])])
+            media["anytime_accuracy"] = wandb.plot.line(curve, "samples", "anytime_accuracy",
+                                                        title="anytime accuracy")
         if results.get("conditions"):
             metrics = sorted({m for readouts in results["conditions"].values() for row in readouts.values() for m in row})
             media["conditions"] = wandb.Table(
@@ -226,6 +242,7 @@ class TensorBoardLogger(LoggerBase):
         self.SummaryWriter = SummaryWriter
         self.subdir, self.hparams = subdir, hparams
         self.writer, self.config, self.last = None, {}, None
+        self.anytime, self.anytime_dir, self.last_anytime = None, None, None
 
     def start(self, run: RunInfo):
         resumed = (run.resume or {}).get("last_experience")
@@ -233,6 +250,10 @@ class TensorBoardLogger(LoggerBase):
         self.writer = self.SummaryWriter(log_dir=str(Path(run.output_dir) / self.subdir),
                                          purge_step=None if resumed is None else resumed + 1)
         self.config, self.last = run.config, resumed
+        # Online streams: the anytime curve, step = stream samples, in its own event files (a purge by experience
+        # would drop it); a resumed run drops what followed its checkpoint there too.
+        self.anytime_dir = Path(run.output_dir) / self.subdir / "anytime"
+        self.last_anytime = (run.resume or {}).get("last_anytime")
         self.writer.add_text("run", f"{run.name} (group {run.group}, memory {run.job_type})", 0)
 
     def log_experience(self, t: int, row: np.ndarray, stats: dict, timing: dict):
@@ -241,6 +262,14 @@ class TensorBoardLogger(LoggerBase):
                 self.writer.add_scalar(tag, value, t)
         self.writer.flush()
         self.last = t
+
+    def log_anytime(self, samples: int, accuracy: float):
+        if self.anytime is None:
+            purge = None if self.last_anytime is None else self.last_anytime + 1
+            self.anytime = self.SummaryWriter(log_dir=str(self.anytime_dir), purge_step=purge)
+        self.anytime.add_scalar("anytime/accuracy", accuracy, samples)
+        self.anytime.flush()
+        self.last_anytime = samples
 
     def log_summary(self, results: dict, output_dir: Path):
         from PIL import Image
@@ -269,12 +298,14 @@ class TensorBoardLogger(LoggerBase):
         self.writer.flush()
 
     def state_dict(self) -> dict:
-        return {"last_experience": self.last}
+        anytime = {"last_anytime": self.last_anytime} if self.last_anytime is not None else {}  # online streams
+        return {"last_experience": self.last, **anytime}
 
     def close(self, error: BaseException | None = None):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        for writer in (self.writer, self.anytime):
+            if writer is not None:
+                writer.close()
+        self.writer = self.anytime = None
 
 
 def flatten(config, prefix: str = "") -> dict:

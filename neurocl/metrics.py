@@ -11,6 +11,10 @@ both common definitions are here, each named after its source:
 - BWT, GEM (Lopez-Paz & Ranzato 2017) = mean_{k<T} ( R[T, k] - R[k, k] )
 - FWT, GEM = mean_{k>0} ( R[k-1, k] - b_k ), b_k = accuracy of the untrained
   memory on experience k.
+
+Online streams add an anytime curve a_1..a_P, the accuracy at each of P
+evaluations during the stream: A_auc = mean_j a_j (Koh et al., ICLR 2022), and
+anytime forgetting = mean_c ( max_{j<P} a_{j,c} - a_{P,c} ) over classes c.
 """
 
 import numpy as np
@@ -234,3 +238,28 @@ def best_threshold(scores, targets) -> float:
     f1s = 2 * hits / (np.arange(1, len(scores) + 1) + targets.sum())
     last_of_tie = np.r_[np.diff(scores[order]) != 0, True]  # a threshold cannot split equal scores
     return float(scores[order][np.flatnonzero(last_of_tie)[np.argmax(f1s[last_of_tie])]])
+
+
+def area_under_accuracy(accuracy) -> float:
+    """A_auc (Koh et al., ICLR 2022): the mean of the anytime accuracies, evaluated at equal sample intervals
+    (i-Blurry's `np.mean` of its anytime evaluations)."""
+    return float(np.mean(accuracy)) if len(accuracy) else float("nan")
+
+
+def anytime_forgetting(per_class_accuracy) -> float:
+    """Forgetting on the anytime curve: per class, its best accuracy at an earlier evaluation minus its accuracy at
+    the last, averaged over the classes evaluated both before and at the last evaluation (NaN: not evaluated)."""
+    curve = np.asarray(per_class_accuracy, dtype=float)
+    if len(curve) < 2:
+        return float("nan")
+    earlier, last = curve[:-1], curve[-1]
+    counted = ~np.isnan(last) & ~np.isnan(earlier).all(axis=0)
+    if not counted.any():
+        return float("nan")
+    return float(np.mean(np.nanmax(earlier[:, counted], axis=0) - last[counted]))
+
+
+def anytime_summary(accuracy, per_class_accuracy) -> dict:
+    """The online stream's metrics from its anytime curve: A_auc, the last anytime accuracy, anytime forgetting."""
+    return {"A_auc": area_under_accuracy(accuracy), "A_last_anytime": float(accuracy[-1]) if len(accuracy) else
+            float("nan"), "forgetting_anytime": anytime_forgetting(per_class_accuracy)}

@@ -226,6 +226,30 @@ def curves_over_experiences(curves: dict, path, ylabel: str, title: str = ""):
     plt.close(fig)
 
 
+def anytime_curves(curves: dict, path, task_ends=(), title: str = ""):
+    """Anytime accuracy against stream samples: one line per setting (the mean over its runs, which share one
+    evaluation schedule, with their spread as a band); dotted lines mark the task ends (the memory is not told)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for setting, runs in curves.items():
+        samples = np.asarray(runs[0][0])
+        values = np.asarray([accuracy for _, accuracy in runs], dtype=float)  # (runs, points)
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        ax.plot(samples, mean, lw=1.2, label=textwrap.shorten(setting, 60))
+        if len(runs) > 1:
+            ax.fill_between(samples, mean - std, mean + std, alpha=0.15)
+    for end in task_ends:
+        ax.axvline(end, color="grey", lw=0.6, ls=":")
+    ax.set_xlabel("stream samples observed (dotted: task ends, not told to the memory)")
+    ax.set_ylabel("anytime accuracy on the classes seen")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
 def risk_coverage(curves: dict, path, title: str = ""):
     """Risk (error rate of the answers given) against coverage, answering the most confident queries first;
     one line per test condition. The area under each line is its AURC."""

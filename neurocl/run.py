@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import hydra
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
@@ -34,7 +35,7 @@ from neurocl.errors import ConfigError, NeuroclError
 from neurocl.io import atomic_path, write_json
 from neurocl.loggers import Loggers, RunInfo
 from neurocl.runtime import provenance, seed_everything
-from neurocl.scenarios import MultiLabelIncremental
+from neurocl.scenarios import FROZEN_FEATURE_MEMORIES, DomainIncremental, MultiLabelIncremental, OnlineBlurry
 from neurocl.validate import validate_config
 
 log = logging.getLogger("neurocl")
@@ -95,14 +96,28 @@ def load_splits(cfg: DictConfig):
     return splits
 
 
-def validation_rows(train, fraction: float):
+def validation_rows(labels: torch.Tensor, fraction: float):
     """(kept, held) training rows for a validation split of `fraction`, from the labels alone (before encoding)."""
     try:
-        return stratified_split(train.labels, fraction, stratify=not train.multi_label)
+        return stratified_split(labels, fraction, stratify=labels.ndim == 1)
     except ValueError as e:  # too few samples per class on one side
-        raise ConfigError("validation_fraction", fraction, f"cannot hold out that share of {len(train):,} training "
+        raise ConfigError("validation_fraction", fraction, f"cannot hold out that share of {len(labels):,} training "
                           f"samples and keep every class on both sides ({e})",
                           "hold out a smaller share, e.g. validation_fraction=0.2") from None
+
+
+def encode_domains(cache: FeatureCache, encoder, dataset: str, domains: list) -> tuple:
+    """The stream's train and test Features, every domain's rows one after the other, and each row's domain
+    index (train, test). A domain's features are cached under its own name (train-rot30, ...)."""
+    tag = lambda split, domain: f"{split}-{domain.name}" if domain.name else split
+    parts = {"train": [], "test": []}
+    for domain in domains:
+        for split_name, split in (("train", domain.train), ("test", domain.test)):
+            parts[split_name].append(Features(cache.features(encoder, split, dataset, tag(split_name, domain)),
+                                              split.labels))
+    joined = lambda features: Features(torch.cat([f.x for f in features]), torch.cat([f.y for f in features]))
+    domain_of = lambda features: torch.cat([torch.full((len(f.y),), d) for d, f in enumerate(features)])
+    return joined(parts["train"]), joined(parts["test"]), domain_of(parts["train"]), domain_of(parts["test"])
 
 
 def run_info(cfg: DictConfig, output_dir: Path, resume: dict | None) -> RunInfo:
@@ -138,17 +153,23 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     check_accepts(encoder, splits.modality, f"dataset {splits.name}")
     scenario = build(cfg.scenario)
     scenario.class_sequence(splits.num_classes)
+    domains = scenario.domains(splits.train, splits.test)  # a dataset without the scenario's domains fails here
+    multi_domain = isinstance(scenario, DomainIncremental)
     if splits.train.multi_label != isinstance(scenario, MultiLabelIncremental):
         raise ConfigError("scenario", type(scenario).__name__, f"dataset {splits.name} is "
                           f"{'' if splits.train.multi_label else 'not '}multi-label",
                           "use scenario=multi_label with multi-label data (dataset.labels=multi), "
                           "a single-label scenario otherwise")
     projection = build(cfg.projection, dim_a=encoder.dim) if cfg.get("projection") else None
-    if projection and isinstance(scenario, MultiLabelIncremental):
-        raise ConfigError("projection", cfg.projection.policy, "is not supported on multi-label streams",
-                          "set projection=none")
+    if projection and isinstance(scenario, (MultiLabelIncremental, DomainIncremental, OnlineBlurry)):
+        raise ConfigError("projection", cfg.projection.policy, f"is not supported on {type(scenario).__name__} "
+                          "streams (it is fitted on whole class-incremental experiences)", "set projection=none")
     memory = build(cfg.memory, dim=projection.head.projection_dim if projection else encoder.dim,
                    num_classes=splits.num_classes)
+    if memory.learns_whole_experiences and not scenario.avalanche_form:
+        raise ConfigError("memory", type(memory).__name__, f"an Avalanche strategy learns whole Avalanche "
+                          f"experiences, and {type(scenario).__name__} streams have no Avalanche form",
+                          f"use a frozen-feature memory: {FROZEN_FEATURE_MEMORIES}")
     if cfg.export_nir and not memory.exports_nir:
         raise ConfigError("export_nir", True, f"{type(memory).__name__} is not a spiking network",
                           "use memory=prototypes_snn or export_nir=false")
@@ -157,29 +178,33 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
     composer = build(cfg.composer)
     questions = build(cfg.qa) if cfg.get("qa") else None
     if questions is not None:
-        if isinstance(scenario, MultiLabelIncremental):
-            raise ConfigError("qa", type(questions).__name__, "asks about single-label streams", "set qa=none")
+        if isinstance(scenario, (MultiLabelIncremental, DomainIncremental)):
+            raise ConfigError("qa", type(questions).__name__, "asks about the dataset's own single-label samples",
+                              "set qa=none")
         questions.check(splits)
     if composer.policy.needs_fit and not cfg.validation_fraction:
         raise ConfigError("composer", type(composer.policy).__name__, "it is calibrated on training queries the "
                           "memory has not learned (the memory answers its own training samples too confidently)",
                           "hold some out: validation_fraction=0.2")
-    kept, held = validation_rows(splits.train, cfg.validation_fraction) if cfg.validation_fraction else (None, None)
+    train_labels = torch.cat([d.train.labels for d in domains])
+    kept, held = validation_rows(train_labels, cfg.validation_fraction) if cfg.validation_fraction else (None, None)
     logger = Loggers({name: build(node) for name, node in cfg.logger.items()})
-    train = Features(cache.features(encoder, splits.train, splits.name, "train"), splits.train.labels)
-    test = Features(cache.features(encoder, splits.test, splits.name, "test"), splits.test.labels)
+    train, test, train_domain, test_domain = encode_domains(cache, encoder, splits.name, domains)
     test_sets = {"clean": test}
     for name, split in corrupted.items():
         test_sets[name] = Features(cache.features(encoder, split, splits.name, f"test-{name}"), split.labels)
     pairs = paired_features(projection, cache, splits) if projection and projection.policy != "frozen" else None
-    train_rows, validation = list(range(len(train.y))), None  # the memory's training row -> splits.train row
+    # the memory's training row -> the dataset's training row (the domains' rows, one domain after the other)
+    train_rows, validation = list(range(len(train.y))), None
+    source_ids = [i if not multi_domain else f"{i}@{d.name}" for d in domains for i in d.train.ids]
     if held is not None:  # carved from the training data: a search never sees the test set
         validation, train = Features(train.x[held], train.y[held]), Features(train.x[kept], train.y[kept])
-        train_rows = kept.tolist()
+        train_rows, train_domain = kept.tolist(), train_domain[kept]
         pairs = pairs[kept] if pairs is not None else None
-    train_ids = [splits.train.ids[r] for r in train_rows]
+    train_ids = [source_ids[r] for r in train_rows]
     encode_s = time.perf_counter() - start
-    stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes)
+    domain_rows = dict(train_domain=train_domain, test_domain=test_domain) if multi_domain else {}
+    stream = scenario.build(train.x, train.y, test.x, test.y, splits.num_classes, **domain_rows)
     progress = None
     if saved:
         if not memory.resumable:
@@ -233,9 +258,15 @@ def execute(cfg: DictConfig, output_dir: Path) -> dict:
 
             with atomic_path(output_dir / "network.nir") as tmp:
                 nir.write(tmp, memory.to_nir())
+        memory_name = cfg.memory._target_.rsplit('.', 1)[-1]
         plots.accuracy_matrix(results["R"], output_dir / "accuracy_matrix.png",
-                              f"{splits.name} / {cfg.memory._target_.rsplit('.', 1)[-1]}: "
-                              f"A_last {results['metrics']['A_last']:.3f}")
+                              f"{splits.name} / {memory_name}: A_last {results['metrics']['A_last']:.3f}")
+        if "anytime" in results:
+            curve = results["anytime"]
+            plots.anytime_curves({memory_name: [(curve["samples"], curve["accuracy"])]},
+                                 output_dir / "anytime_accuracy.png", np.cumsum([e.train_idx.numel() for e in
+                                                                                 stream.experiences])[:-1],
+                                 f"{splits.name} / {memory_name}: A_auc {results['metrics']['A_auc']:.3f}")
         write_json(output_dir / "results.json", results)  # last: its presence marks a completed run
         logger.log_summary(results, output_dir)
     except BaseException as error:  # the loggers close their record as failed (W&B), then the error goes on

@@ -45,6 +45,7 @@ EMPTY = inspect.Parameter.empty
 # A list of numbers is checked element by element (page_size, image_shape, lda_shrinkage, ...).
 RANGES = [
     (("eval_every",), None),                            # Avalanche: -1 means never
+    (("disjoint_fraction", "blurry_fraction"), ("closed", 0, 100)),  # i-Blurry-N-M: percentages
     (("*_fraction",), ("open", 0, 1)),                  # test / holdout / validation fractions
     (("severity",), ("left_open", 0, 1)),
     (("momentum",), ("left_open", 0, 1)),
