@@ -200,6 +200,8 @@ def study_readme(study: dict, table_md: str, out: Path = Path(".")) -> str:
              "\n".join("    " + line for line in study["command"].strip().splitlines()) + "\n",
              "Mean ± std over seeds; `results.csv` has the same numbers. Columns: "
              "see Metrics in the top-level README.\n", table_md, "![A_last and forgetting](results.png)\n"]
+    if (Path(out) / "anytime.png").exists():
+        parts.append("![anytime accuracy during the stream](anytime.png)\n")
     if (Path(out) / "readouts.png").exists():
         parts.append("![own readout against the store's vote](readouts.png)\n")
     if (Path(out) / "open_set.png").exists():
@@ -273,6 +275,8 @@ def main(argv=None):
     store, compared = compared_readouts(list(rows[0]))
     if compared:
         plots.readout_comparison(rows, compared, store, out / "readouts.png")
+    report = out / "report.html"
+    write_text(report, html_report.write(out, args.sweeps, runs, rows, shared, missing, cell))  # its figures too
     if study:
         write_text(out / "README.md", study_readme(study, text, out))
     if args.reproducibility:
@@ -280,8 +284,6 @@ def main(argv=None):
             parser.error(f"--reproducibility needs {study_file} with a references list")
         header = study.get("reproducibility_header", "").strip()
         write_text(args.reproducibility, (header + "\n\n" if header else "") + reproducibility(study, rows))
-    report = out / "report.html"
-    write_text(report, html_report.write(out, args.sweeps, runs, rows, shared, missing, cell))
     print(text)
     if missing:
         print(f"{len(missing)} runs without a readable results.json (failed, killed, running or cut short):\n"

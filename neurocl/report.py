@@ -42,6 +42,7 @@ GLOSSARY = {
 FIGURES = (("results.png", "A_last and forgetting per setting, mean ± std over seeds"),
            ("accuracy_matrices.png", "R[t, k] per setting, mean over seeds"),
            ("accuracy_over_experiences.png", "accuracy on the experiences seen so far (band: std over seeds)"),
+           ("anytime.png", "online streams: anytime accuracy during the stream, mean over seeds (band: std)"),
            ("forgetting_per_experience.png", "forgetting (Chaudhry) after each experience"),
            ("readouts.png", "the memory's own readout against the store's, per condition"),
            ("open_set.png", "seen against not-yet-seen classes"))
@@ -145,6 +146,21 @@ def experience_curves(runs: list[dict]) -> tuple[dict, dict]:
     return seen, forgetting
 
 
+def anytime_figure(runs: list[dict], path: Path):
+    """The anytime curves of online runs, one line per setting; no figure (and none left over) without them."""
+    curves, task_ends = {}, []
+    for run in runs:
+        results = json.loads((Path(run["dir"]) / "results.json").read_text())
+        if "anytime" in results:
+            curves.setdefault(run["setting"], []).append((results["anytime"]["samples"],
+                                                          results["anytime"]["accuracy"]))
+            task_ends = np.cumsum([e["train_samples"] for e in results["experiences"]])[:-1]
+    if curves:
+        plots.anytime_curves(curves, path, task_ends)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def write(out: Path, directories, runs: list[dict], rows: list[dict], shared: list[str], missing: list[Path],
           cell) -> str:
     """Make the report's figures in `out` and return the page. `runs` and `rows` (analyze.table) share their
@@ -160,6 +176,7 @@ def write(out: Path, directories, runs: list[dict], rows: list[dict], shared: li
             json.loads((Path(run["dir"]) / "results.json").read_text())["R"])
     plots.accuracy_matrices({s: np.mean(np.asarray(m, dtype=float), axis=0) for s, m in matrices.items()},
                             out / "accuracy_matrices.png")
+    anytime_figure(runs, out / "anytime.png")
 
     summary = stream_summary(runs)
     best = rows[0]

@@ -31,6 +31,7 @@ from neurocl.errors import ConfigError
 
 MODES = ("none", "center", "whiten")
 SUBSPACE_ITERATIONS = (8, 2)  # first refresh, later (warm-started) refreshes
+SMALL_BATCH, PENDING_ROWS = 128, 1024  # batches below SMALL_BATCH collect PENDING_ROWS scatter rows, then add them
 
 
 def oas_shrinkage(covariance: torch.Tensor, samples: float) -> float:
@@ -66,6 +67,9 @@ class Conditioner:
         self.class_means = np.zeros((num_classes, dim), np.float64)
         # the within-class scatter (not / N), its lower triangle packed row by row: symmetric, half the bytes
         self.within = np.zeros(dim * (dim + 1) // 2, np.float32) if mode == "whiten" else None
+        # rows whose outer products are not yet in `within`: small batches (online streams) are added together, as
+        # one product and packing cost about as much for 16 rows as for 1,000; larger batches are added at once
+        self.pending = np.zeros((0, dim), np.float32)
         self.mean = np.zeros(dim, np.float32)
         self.W = None      # None: identity
         self.rho = None    # the shrinkage of the latest refresh
@@ -85,17 +89,26 @@ class Conditioner:
         if self.within is not None:
             centred = xt - batch_means.float()[torch.from_numpy(inverse)]
             weighted = torch.from_numpy((delta * np.sqrt(n_old * n_new / (n_old + n_new))[:, None]).astype(np.float32))
-            rows = torch.cat([centred, weighted]).numpy()
-            lower = ssyrk(1.0, rows.T, trans=0, lower=0).T  # BLAS syrk: one triangle, half a matmul's products
-            for i in range(self.dim):  # row i of the packed triangle starts at i (i + 1) / 2
-                self.within[i * (i + 1) // 2:(i + 1) * (i + 2) // 2] += lower[i, :i + 1]
+            self.pending = np.concatenate([self.pending, torch.cat([centred, weighted]).numpy()])
+            if len(x) >= SMALL_BATCH or len(self.pending) >= PENDING_ROWS:
+                self._add_pending()
         self.class_means[classes] += delta * (n_new / (n_old + n_new))[:, None]
         self.class_counts[classes] = n_old + n_new
 
+    def _add_pending(self):
+        lower = ssyrk(1.0, self.pending.T, trans=0, lower=0).T  # BLAS syrk: one triangle, half a matmul's products
+        for i in range(self.dim):  # row i of the packed triangle starts at i (i + 1) / 2
+            self.within[i * (i + 1) // 2:(i + 1) * (i + 2) // 2] += lower[i, :i + 1]
+        self.pending = np.zeros((0, self.dim), np.float32)
+
     def within_covariance(self) -> torch.Tensor:
+        """The pooled within-class covariance; a read (the pending rows are added to a copy)."""
         rows, cols = np.tril_indices(self.dim)
         covariance = torch.zeros(self.dim, self.dim, dtype=torch.float64)
         covariance[rows, cols] = covariance[cols, rows] = torch.from_numpy(self.within).double()
+        if len(self.pending):
+            pending = torch.from_numpy(self.pending)
+            covariance += (pending.T @ pending).double()
         return covariance / max(int(self.class_counts.sum()), 1)
 
     def subspace(self) -> torch.Tensor | None:
@@ -156,10 +169,11 @@ class Conditioner:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.class_counts, self.class_means, self.mean] + [a for a in (self.within, self.W) if a is not None]
+        arrays = [self.class_counts, self.class_means, self.mean, self.pending] + [a for a in (self.within, self.W)
+                                                                                    if a is not None]
         return sum(a.nbytes for a in arrays)
 
-    STATE = ("class_counts", "class_means", "within", "mean", "W", "rho", "refreshes")
+    STATE = ("class_counts", "class_means", "within", "pending", "mean", "W", "rho", "refreshes")
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.STATE}
