@@ -120,7 +120,7 @@ class OnlineLoop:
                 i, s["position"] = stop, self.offsets[t] + stop
                 if s["position"] % every == 0 or s["position"] == self.total:
                     start = time.perf_counter()
-                    self.evaluate(t)
+                    self.anytime_evaluation(t)
                     evaluated = time.perf_counter()
                     s["anytime_eval_s"][t] += evaluated - start
                     if self.after_evaluation:
@@ -129,7 +129,7 @@ class OnlineLoop:
                     spent += time.perf_counter() - start
         return spent
 
-    def evaluate(self, t: int):
+    def anytime_evaluation(self, t: int):
         """The anytime accuracy now: on the evaluation subset's samples of the classes seen so far."""
         s = self.state
         self.memory.end_experience()
