@@ -303,3 +303,40 @@ def test_tensorboard_resume_replaces_what_followed_the_checkpoint(tmp_path):
     assert killed_then_resumed(tmp_path / "a", {"last_experience": 0}) == [(0, 0.5), (1, 0.25), (2, 0.35)]
     # Positive control: resumed without the checkpoint's state, both runs' steps 1 and 2 remain.
     assert killed_then_resumed(tmp_path / "b", None) == [(0, 0.5), (1, 0.6), (2, 0.7), (1, 0.25), (2, 0.35)]
+
+
+def anytime_killed_then_resumed(directory: Path, resume: dict | None) -> list:
+    killed = TensorBoardLogger(hparams=False)
+    killed.start(info(directory))
+    for samples, accuracy in ((100, 0.5), (200, 0.6), (300, 0.7)):  # say the checkpoint followed sample 100
+        killed.log_anytime(samples, accuracy)
+    killed.close()
+    resumed = TensorBoardLogger(hparams=False)
+    resumed.start(info(directory, resume=resume))
+    for samples, accuracy in ((200, 0.65), (300, 0.75)):
+        resumed.log_anytime(samples, accuracy)
+    assert resumed.state_dict()["last_anytime"] == 300
+    resumed.close()
+    events = tensorboard_events(directory / "tensorboard" / "anytime")
+    return [(s.step, round(s.value, 4)) for s in events.Scalars("anytime/accuracy")]
+
+
+def test_tensorboard_anytime_curve_is_read_back_and_resumes_in_its_own_steps(tmp_path):
+    # step = stream samples, in its own event files: the resumed run replaces what followed its checkpoint
+    assert anytime_killed_then_resumed(tmp_path / "a", {"last_experience": None, "last_anytime": 100}) == \
+        [(100, 0.5), (200, 0.65), (300, 0.75)]
+    # positive control: resumed without the checkpoint's state, the killed run's points remain
+    assert anytime_killed_then_resumed(tmp_path / "b", None) == [(100, 0.5), (200, 0.6), (300, 0.7), (200, 0.65),
+                                                                 (300, 0.75)]
+
+
+def test_wandb_gets_the_anytime_curve_of_an_online_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose("experiment=digits_quick", "scenario=online", "memory=ncm", "logger=[console,wandb]",
+                  f"paths.cache_dir={tmp_path / 'c'}")
+    results = execute(cfg, tmp_path / "out")
+    (run,) = offline_runs(tmp_path / "out")
+    curve = table(run, "anytime_accuracy_table")
+    assert [row[0] for row in curve["data"]] == results["anytime"]["samples"]
+    assert [row[1] for row in curve["data"]] == pytest.approx(results["anytime"]["accuracy"])
+    assert run["summary"]["A_auc"] == pytest.approx(results["metrics"]["A_auc"])
