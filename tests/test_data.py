@@ -73,8 +73,16 @@ def test_corruptions_change_images_not_labels():
     occluded = corrupt(split, "occlusion", 0.4)
     assert ((occluded.images == 0).sum(dim=(1, 2, 3)) == 16).all()  # one 4 x 4 square per image
     assert torch.equal(split.images, torch.full((6, 1, 10, 10), 0.5))  # the original is untouched
+    contrast = corrupt(split, "contrast", 0.5)  # a flat image is its own mean: unchanged
+    assert torch.equal(contrast.images, split.images)
+    line = torch.zeros(2, 1, 10, 10)
+    line[:, :, :, 5] = 1.0
+    edge = Split(line, torch.arange(2))
+    blurred = corrupt(edge, "blur", 0.3).images  # sigma 0.3 px: the bright column spreads to its neighbours
+    assert blurred[0, 0, :, 5].max() < 1 and (blurred[0, 0, :, 4] > 0).all()
+    assert float(blurred.sum()) == pytest.approx(float(edge.images.sum()), rel=1e-5)  # a blur keeps the mass
     with pytest.raises(ConfigError, match="kind"):
-        corrupt(split, "blur", 0.3)
+        corrupt(split, "fog", 0.3)
     with pytest.raises(ConfigError, match="severity"):
         corrupt(split, "occlusion", 0.0)
 
