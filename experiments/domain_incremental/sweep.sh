@@ -14,14 +14,16 @@ if [[ $PART == all || $PART == rotations ]]; then
   for s in digits_eff fmnist_eff; do
     for m in $MEMORIES; do
       seeds=0,1,2
-      [[ $s == fmnist_eff && $m == prototypes_snn ]] && seeds=0  # one seed on Fashion-MNIST, for the session's time
+      # Fashion-MNIST, for the session's time: kNN seeds 0 and 1; the spiking memory not run yet
+      [[ $s == fmnist_eff && $m == knn ]] && seeds=0,1
+      [[ $s == fmnist_eff && $m == prototypes_snn ]] && continue
       $PY -m neurocl.run --multirun ${STREAMS[$s]} scenario=domain_incremental memory=$m seed=$seeds \
           hydra.sweep.dir=$OUT/$s/$m
     done
   done
 fi
 
-if [[ $PART == all || $PART == corruptions ]]; then  # clean, noise, blur, contrast, occlusion: seed 0
+if [[ $PART == corruptions ]]; then  # clean, noise, blur, contrast, occlusion: seed 0 (not run yet; features cached)
   $PY -m neurocl.run --multirun ${STREAMS[fmnist_eff]} scenario=domain_incremental scenario.domains=corruptions \
       memory=prototypes,slda,ncm seed=0 hydra.sweep.dir=$OUT/fmnist_eff_corruptions
 fi
