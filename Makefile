@@ -57,6 +57,7 @@ bench: setup
 	$(PY) benchmarks/prototype_index.py
 	$(PY) benchmarks/slda_vs_avalanche.py dataset.train_size=6000
 	$(PY) benchmarks/snn_throughput.py
+	$(PY) benchmarks/online_stream.py
 
 clean:
 	rm -rf $(VENV) build site *.egg-info
