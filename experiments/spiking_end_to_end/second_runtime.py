@@ -22,7 +22,7 @@ import torch
 from snntorch.import_nir import import_from_nir
 from tqdm.auto import tqdm
 
-from neurocl.snn.nir_graph import answer_nodes, answers, clock_inputs, read_graph, run_graph
+from neurocl.snn.nir_graph import ANSWER_AT_FIRST_SPIKE, answer_nodes, answers, clock_inputs, read_graph, run_graph
 from stream import learned
 
 
@@ -48,7 +48,7 @@ def main(argv):
     same = float((labels == expected).mean())
     same_step = float((steps == prediction.evidence["answer_step"].numpy()).mean())
     snntorch_same, snntorch_s = "n/a (recurrent graph)", "n/a"
-    if answer_nodes(graph) == ("output",):  # feed-forward: snnTorch's own NIR import runs it
+    if graph.metadata["answer_rule"] == ANSWER_AT_FIRST_SPIKE:  # feed-forward: snnTorch's own NIR import runs it
         try:
             snntorch_network(graph)
         except AssertionError as e:  # its fixed 0.1 ms step: a file written at another dt is refused

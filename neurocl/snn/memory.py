@@ -65,28 +65,34 @@ from neurocl.snn.neurons import (ParametricLIFParameters, base_parameters, check
                                  simulate)
 from neurocl.snn.synapses import ConceptSynapses
 from neurocl.snn import network as e2e
-from neurocl.snn.nir_graph import ANSWER_AT_END_GATE, ANSWER_AT_FIRST_SPIKE, FORMAT, cuba_li, cuba_lif
+from neurocl.snn.nir_graph import ANSWER_AT_END_GATE, ANSWER_AT_FIRST_SPIKE, ANSWER_AT_LAST_STEP, FORMAT, cuba_li, cuba_lif
 
 # Energy conventions (45 nm): a synaptic operation 0.9 pJ (an accumulate), a multiply-accumulate 4.6 pJ
 # (Horowitz, ISSCC 2014), as used across the SNN literature to compare with the equivalent dense network.
 PJ_PER_SOP, PJ_PER_MAC = 0.9, 4.6
 NETWORKS = ("end_to_end", "topk_currents")
 # The store's readouts the end-to-end network holds as synapses: the top-k vote (a search neuron per prototype),
-# and the class statistics (a neuron per class; the first to fire answers: the discriminant's argmax).
-NETWORK_READOUTS = ("vote", "lda", "whitened_ncm")
+# the class statistics (a neuron per class; the first to fire answers: the discriminant's argmax), and kernel ridge
+# (a search neuron per prototype, every one fires; leaky label integrators read the kernel from the spike times).
+NETWORK_READOUTS = ("vote", "lda", "whitened_ncm", "kernel_ridge")
 CLASS_CLOCK = 10
+KERNEL_CLOCK = 4     # kernel ridge's clock runs this many times finer than the vote's: a spike step moves its kernel
+                     # value by exp(-1 / (ramp_steps * scale)), 0.5% at 400 steps (1 - 2% of answers move at 100)
+KERNEL_MARGIN = 10   # steps past 4 ramp_steps, where the most similar prototype (s = 1) fires
+INT8_DAMP = 0.01     # compensated int8 rounding: the Hessian's diagonal is damped by this share of its mean
 CLOCK_HEADROOM = 2.0  # the class layers' clock starts at this many times their prototypes' best score (at most 1)
 
 
 class Layers(NamedTuple):
     """The end-to-end network's synapses for the chosen readout."""
-    family: str               # vote | lda | whitened_ncm
+    family: str               # vote | lda | whitened_ncm | kernel_ridge
     slots: torch.Tensor       # (N,) what each search neuron stands for: a prototype slot (vote) or a class
     search: torch.Tensor      # (N, d') input synapses
     label: torch.Tensor       # (N, C) synapses onto the label neurons
     parameters: e2e.NetworkParameters
     input: str                # what the host computes before the network (for the NIR metadata)
     bias_line: float = 0.0    # lda: the value of the input's bias line (beta)
+    kernel_scale: float = 0.0  # kernel_ridge: the Gaussian kernel's scale (the label integrators' leak follows it)
 TOPK_CURRENTS_TIMESTEPS = 20
 WEIGHTS = ("float32", "int8")
 # Energy per operation at 45 nm (Horowitz, ISSCC 2014): fp32 add 0.9 pJ, fp32 multiply 3.7 pJ; int8 add 0.03 pJ,
@@ -175,6 +181,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         self.activity = {"queries": 0, "candidates": 0, "concept_spikes": 0.0, "label_spikes": 0.0, "sops": 0.0,
                          "steps": 0.0, "silent": 0, "label_synapses_used": 0.0}
         self.plasticity = []  # one entry per experience: which label synapses learning touched
+        self._layers = None  # (the store's fit, the end-to-end network's layers for it)
         self._seen_classes, self._experience, self._experience_start = set(), None, 0
 
     # -- the network ---------------------------------------------------------------------------
@@ -202,7 +209,15 @@ class SpikingPrototypeMemory(PrototypeMemory):
         return [f for f in super()._families() if f in NETWORK_READOUTS] or ["vote"]
 
     def network_layers(self) -> Layers:
-        """The synapses the network holds for the store's chosen readout; int8: rounded to 8 bits.
+        """The synapses the network holds for the store's chosen readout, built once per fit of the store (kept until
+        it changes, as the fit is: int8 kernel ridge takes seconds to round)."""
+        fit = self._current_fit()
+        if self._layers is None or self._layers[0] is not fit:
+            self._layers = (fit, self._build_layers())
+        return self._layers[1]
+
+    def _build_layers(self) -> Layers:
+        """The synapses for the store's chosen readout; int8: rounded to 8 bits.
 
         vote: one search neuron per prototype (the store's conditioned prototypes), label synapses = its label
         shares. lda / whitened_ncm: one search neuron per known class; the within-class whitening
@@ -213,9 +228,13 @@ class SpikingPrototypeMemory(PrototypeMemory):
         stored statistics' typical |x - mean|, sqrt(trace(within) + mean_c |m_c - mean|^2), so that the bias line
         weighs like the query. Scores are the discriminants over positive per-query factors: the first class
         neuron to fire is the readout's argmax (top_k 1). Their clock runs CLASS_CLOCK times finer than the vote's
-        and starts at CLOCK_HEADROOM times the best score of the store's own prototypes (clock_skip steps in)."""
+        and starts at CLOCK_HEADROOM times the best score of the store's own prototypes (clock_skip steps in).
+        kernel_ridge: one search neuron per prototype with synapses -p_j (the store's centred unit-norm prototypes),
+        label synapses = its ridge coefficients, read by leaky integrators (neurocl/snn/network.py)."""
         family, *values = self.chosen.split(":")
         bias_line = 0.0
+        if family == "kernel_ridge":
+            return self._kernel_layers(self._current_fit()[0])
         if family == "vote":
             slots = self.store.ids
             search = torch.from_numpy(self.store.conditioned(slots)).float()
@@ -259,6 +278,32 @@ class SpikingPrototypeMemory(PrototypeMemory):
         skip = int(np.floor((1.0 - min(1.0, CLOCK_HEADROOM * max(top, 0.0))) * parameters.ramp_steps))
         return layers._replace(parameters=parameters._replace(clock_skip=skip))
 
+    def _kernel_layers(self, fitted) -> Layers:
+        prototypes, coefficients = fitted.prototypes, fitted.coefficients
+        if self.weights == "int8":
+            prototypes, coefficients = self._kernel_int8(fitted)
+        p = self.network_parameters
+        ramp = KERNEL_CLOCK * p.ramp_steps
+        # every search neuron fires once, the last (s = 1) about 4 ramp steps in; top_k: all of them take part
+        parameters = p._replace(top_k=len(prototypes), label_stages=1, ramp_steps=ramp, window=1.0 / (2 * ramp),
+                                num_timesteps=4 * ramp + KERNEL_MARGIN, clock_skip=0)
+        described = "z = x - mean, unit norm (mean: the store's running mean); the search synapses hold minus the " \
+            "prototypes in that space, so the least similar fires first"
+        return Layers("kernel_ridge", torch.as_tensor(self.store.ids), -prototypes, coefficients, parameters,
+                      described, kernel_scale=float(fitted.scale))
+
+    def _kernel_int8(self, fitted):
+        """Kernel ridge's 8-bit synapses, each layer rounded with error compensation (quantize_int8_compensated)
+        under the store's own statistics: the count-weighted second moment of its prototypes (the queries it has
+        seen) for the search layer, and of their kernel rows through the rounded search layer for the label layer.
+        Plain rounding keeps 85-96% of Fashion-MNIST answers: the ridge coefficients cancel each other."""
+        root = torch.from_numpy(self.store.counts[self.store.ids]).float().sqrt()[:, None]
+        prototypes = fitted.prototypes
+        weighted = prototypes * root
+        search = quantize_int8_compensated(prototypes.T, weighted.T @ weighted).T.contiguous()
+        rows = store_readouts.kernel(prototypes, search, fitted.scale) * root
+        return search, quantize_int8_compensated(fitted.coefficients, rows.T @ rows)
+
     def network_input(self, features, layers: Layers | None = None) -> torch.Tensor:
         """The query as the network's input, computed on the host (NIR has no normalisation node)."""
         layers = layers or self.network_layers()
@@ -277,7 +322,53 @@ class SpikingPrototypeMemory(PrototypeMemory):
                                               layers.parameters)
         return record, columns, layers
 
+    def run_kernel(self, features, layers: Layers) -> e2e.KernelRecord:
+        """Kernel ridge's network for the queries (layers from network_layers)."""
+        z = self.network_input(features, layers)
+        return e2e.run_kernel_layer(-(z @ layers.search.T), layers.label, layers.parameters, layers.kernel_scale)
+
+    def _predict_kernel(self, features, layers: Layers) -> Prediction:
+        record = self.run_kernel(features, layers)
+        scores = record.label_potential.clone()
+        seen = self.known_classes()
+        shares = scores[:, seen].clamp(min=0)
+        confidence = shares.max(dim=1).values / shares.sum(dim=1).clamp(min=1e-12)  # the winner's share, as the store
+        scores[:, ~seen] = float("-inf")
+        scores[record.silent] = float("-inf")
+        answered = scores.argmax(dim=1)
+        # evidence: the nearest prototypes (the last to fire), from the store's search; the answer's support: those
+        # of them whose synapse onto the answered label is positive
+        evidence_ids = torch.from_numpy(self.store.search(features.float().numpy(), self.top_k)[0])
+        column = torch.full((int(layers.slots.max()) + 1,), -1, dtype=torch.long)
+        column[layers.slots] = torch.arange(len(layers.slots))
+        columns = torch.where(evidence_ids >= 0, column[evidence_ids.clamp(min=0)], -1)
+        held = (layers.label[columns.clamp(min=0), answered[:, None]] > 0) & (columns >= 0)
+        fired = record.fire_step >= 0
+        readout = fired.double() @ (layers.label != 0).sum(dim=1).double()
+        spikes = fired.sum(dim=1).double()
+        steps = torch.where(record.silent, 0, layers.parameters.num_timesteps).double()
+        sops = readout + spikes  # each spike reaches its label synapses and itself (self-inhibition)
+        self._add_activity(spikes, torch.zeros_like(spikes), sops, steps, record.silent, readout)
+        answer_step = torch.where(record.silent, -1, layers.parameters.num_timesteps - 1)
+        return prediction_from_scores(scores, {"prototype_ids": evidence_ids, "confidence": confidence,
+                                               "spikes": spikes.float(), "sops": sops.float(),
+                                               "winner_spikes": held.sum(dim=1), "answer_step": answer_step})
+
+    def _add_activity(self, search_spikes, label_spikes, sops, steps, silent, readout):
+        a = self.activity
+        a["queries"] += len(steps)
+        a["candidates"] += int(search_spikes.sum())
+        a["concept_spikes"] += float(search_spikes.sum())
+        a["label_spikes"] += float(label_spikes.sum())
+        a["sops"] += float(sops.sum())
+        a["steps"] += float(steps.sum())
+        a["silent"] += int(silent.sum())
+        a["label_synapses_used"] += float(readout.sum())
+
     def _predict_end_to_end(self, features) -> Prediction:
+        layers = self.network_layers()
+        if layers.family == "kernel_ridge":
+            return self._predict_kernel(features, layers)
         record, columns, layers = self.run_network(features)
         scores = record.label_potential.clone()
         seen = self.known_classes()
@@ -315,15 +406,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         # a search spike reaches itself (self-inhibition), the count line and its label synapses; the k-gate's
         # spikes reach all N search neurons; the start gate's reach the end gate
         sops = readout + 2 * fired + gate_on.to(torch.float64) * N + start_on.to(torch.float64)
-        a = self.activity
-        a["queries"] += len(steps)
-        a["candidates"] += int(fired.sum())
-        a["concept_spikes"] += float(fired.sum())
-        a["label_spikes"] += float(gate_spikes.sum())
-        a["sops"] += float(sops.sum())
-        a["steps"] += float(steps.sum())
-        a["silent"] += int(record.silent.sum())
-        a["label_synapses_used"] += float(readout.sum())
+        self._add_activity(fired, gate_spikes, sops, steps, record.silent, readout)
         return {"spikes": (fired + gate_spikes).float(), "sops": sops.float()}
 
     def predict(self, features) -> Prediction:
@@ -498,7 +581,9 @@ class SpikingPrototypeMemory(PrototypeMemory):
         (N, d), C = layers.search.shape, self.num_classes
         steps = a["steps"] / queries
         label_synapses = int((layers.label != 0).sum())
-        synapses = N * (d + 1) + label_synapses + 3 * N + 2  # search (+ clock), labels, self, count line, k-gate, start
+        kernel = layers.family == "kernel_ridge"
+        # search (+ clock), labels, self-inhibition; the vote's count line, k-gate and start gate besides
+        synapses = N * (d + 1) + label_synapses + (N if kernel else 3 * N + 2)
         d_in = self.dim
         # the host's input transform: the vote's conditioning serves the dense store's search as well (not counted
         # for either); the class layers' unit norm (d_in MACs) is the spiking network's alone
@@ -506,7 +591,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         ops = {"host_macs": host_macs,
                "search_macs": N * d,                 # the query's d values onto N x d synapses, held for the run
                "clock_adds": N * steps,              # the clock line onto every search neuron, each step
-               "neuron_updates": (N + 3 + p.label_stages * C) * steps,
+               "neuron_updates": ((N + C) if kernel else (N + 3 + p.label_stages * C)) * steps,
                "readout_sops": a["label_synapses_used"] / queries,
                "spike_sops": a["sops"] / queries}    # every synaptic event a spike causes, the readout's included
         weight_reads = N * (d + 1) + ops["readout_sops"]
@@ -515,7 +600,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
             + ops["neuron_updates"] * PJ["float32"]["add"]  # membranes stay float32, as the runtimes keep them
         # the store's own readout, dense: its search and top-k vote, or the class discriminants folded as the network
         # holds them (d_in x classes: the argmax a dense accelerator would compute)
-        dense_macs = N * d + self.top_k * C if layers.family == "vote" else d_in * N
+        # (kernel ridge: its N x d similarities and N x C coefficients; the N exponentials left out)
+        dense_macs = {"vote": N * d + self.top_k * C, "kernel_ridge": N * d + N * C}.get(layers.family, d_in * N)
         return {**PrototypeMemory.stats(self),
                 "memory_bytes": self.store.nbytes, "network": "end_to_end", "weights": self.weights,
                 "network_readout": layers.family, "concept_neurons": N, "label_neurons": C, "label_synapses": label_synapses,
@@ -530,7 +616,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
                                          "spike's synaptic event as adds at that precision, every neuron-state update "
                                          "per step as an fp32 add, and host_macs (the class layers' input norm). "
                                          "Dense: the store's search (N x d MACs) and top-k vote (k x C MACs), or "
-                                         "its class discriminants folded (d_in x classes), at the same precision",
+                                         "its class discriminants folded (d_in x classes), or kernel ridge's "
+                                         "similarities and coefficients (N x d + N x C), at the same precision",
                            "operations_per_query": ops, "weight_reads_per_query": weight_reads,
                            "synapses": synapses, "snn_pJ_per_query": snn_pj,
                            "dense_macs_per_query": dense_macs, "dense_pJ_per_query": dense_macs * pj["mac"],
@@ -549,6 +636,14 @@ class SpikingPrototypeMemory(PrototypeMemory):
 
         out = super().write_artifacts(output_dir, queries, labels, class_names, observed_samples)
         few = torch.arange(0, len(labels), max(1, len(labels) // 4))[:4]
+        if self.network == "end_to_end" and self.network_layers().family == "kernel_ridge":
+            layers = self.network_layers()
+            record = self.run_kernel(queries[few], layers)
+            answers = record.label_potential.argmax(dim=1)
+            plots.kernel_raster(record.fire_step, self.network_input(queries[few], layers) @ -layers.search.T,
+                                layers.label[:, answers].T, labels[few], answers, output_dir / "spike_raster.png",
+                                class_names, dt_ms=1e3 * self.dt)
+            return out
         if self.network == "end_to_end":
             record, columns, layers = self.run_network(queries[few])
             held = columns.clamp(min=0)
@@ -579,6 +674,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         import nir
 
         layers = self.network_layers()
+        if layers.family == "kernel_ridge":
+            return self._kernel_graph(layers)
         if layers.family != "vote":
             return self._class_layer_graph(layers)
         p, search, label = layers.parameters, layers.search, layers.label
@@ -657,6 +754,36 @@ class SpikingPrototypeMemory(PrototypeMemory):
                     "search_neurons": "classes", "prototype_slots": layers.slots.numpy()}
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
+    def _kernel_graph(self, layers: Layers):
+        """Kernel ridge: input [z, clock] -> search (Linear, N x (d+1)) -> search CubaLIF (self-inhibition by Scale:
+        each fires once) -> readout (Linear, C x N: the ridge coefficients) -> label CubaLI (instant synapse, leak
+        exp(-1 / (ramp_steps * scale)) per step) -> output, read at the last step."""
+        import nir
+
+        p, dt = layers.parameters, self.dt
+        N, d = layers.search.shape
+        C, leak = self.num_classes, 1.0 - e2e.kernel_decay(p, layers.kernel_scale)
+        nodes = {"input": nir.Input(input_type={"input": np.array([d + 1])}),
+                 "search": nir.Linear(weight=self._search_weight(layers)),
+                 "search_neurons": cuba_lif(N, 1.0 / e2e.INTEGRATING_TAU, 1.0 / dt, 1.0, dt=dt),
+                 "self_inhibition": nir.Scale(scale=np.full(N, -e2e.INHIBITION)),
+                 "readout": nir.Linear(weight=layers.label.numpy().T.astype(np.float64)),
+                 "label": cuba_li(C, 1.0 / dt, leak / dt, dt=dt),
+                 "output": nir.Output(output_type={"output": np.array([C])})}
+        edges = [("input", "search"), ("search", "search_neurons"), ("search_neurons", "self_inhibition"),
+                 ("self_inhibition", "search_neurons"), ("search_neurons", "readout"), ("readout", "label"),
+                 ("label", "output")]
+        metadata = {"format": FORMAT, "neurocl": "prototypes_snn", "network": "end_to_end", "dt": dt,
+                    "num_timesteps": p.num_timesteps, "top_k": p.top_k, "weights": self.weights,
+                    "readout": layers.family, "kernel_scale": layers.kernel_scale,
+                    "input": f"x(t) = [z, u(t)]: {layers.input}, computed on the host; "
+                             "u(t) = 1 - (t + clock_skip) / ramp_steps, t = 0, 1, ...",
+                    "ramp_steps": p.ramp_steps, "clock_skip": p.clock_skip, "answer_rule": ANSWER_AT_LAST_STEP,
+                    "answer": "argmax of output (label membranes) at the last step; silent when no search neuron "
+                              "fired",
+                    "search_neurons": "prototype slots", "prototype_slots": layers.slots.numpy()}
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
     def _topk_currents_graph(self):
         """The top-k-currents network: input currents -> concept CubaLIF (+ recurrent) -> label CubaLIF."""
         import nir
@@ -697,3 +824,32 @@ def quantize_int8(weights: torch.Tensor) -> torch.Tensor:
     """Symmetric per-layer int8: scale * round(w / scale), scale = max|w| / 127 (the values a chip holds, dequantised)."""
     scale = weights.abs().max().clamp(min=1e-12) / 127
     return torch.round(weights / scale).clamp(-127, 127) * scale
+
+
+def quantize_int8_compensated(weights: torch.Tensor, second_moment: torch.Tensor, damp: float = INT8_DAMP,
+                              block: int = 128) -> torch.Tensor:
+    """Per-layer int8 on quantize_int8's grid, rounded with error compensation (GPTQ: Frantar et al., ICLR 2023):
+    weights (n_in, n_out) are rounded a row (an input) at a time, largest second moment first, and each row's
+    rounding error moves the rows not yet rounded so that E|x^T (W - Q)|^2 stays least for inputs x of
+    `second_moment` (n_in, n_in), its diagonal damped by `damp` of its mean. Rows are rounded in blocks whose
+    error reaches the later rows in one product."""
+    W = weights.double().clone()
+    scale = W.abs().max().clamp(min=1e-12) / 127
+    H = second_moment.double().clone()
+    H.diagonal().add_(damp * H.diagonal().mean() + 1e-12)
+    order = torch.argsort(H.diagonal(), descending=True)
+    W, H = W[order], H[order][:, order]
+    # the upper Cholesky factor of H^-1: its row i says how row i's error is spread over the rows after it
+    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    Q = torch.empty_like(W)
+    for start in range(0, len(W), block):
+        end = min(start + block, len(W))
+        errors = torch.empty(end - start, W.shape[1], dtype=W.dtype)
+        for i in range(start, end):
+            Q[i] = torch.round(W[i] / scale).clamp(-127, 127) * scale
+            errors[i - start] = (W[i] - Q[i]) / U[i, i]
+            W[i + 1:end] -= U[i, i + 1:end, None] * errors[i - start]
+        W[end:] -= U[start:end, end:].T @ errors
+    out = torch.empty_like(Q)
+    out[order] = Q
+    return out.to(weights.dtype)

@@ -191,3 +191,50 @@ def simulate_search(similarities: torch.Tensor, label_weights: torch.Tensor, p: 
     record = SearchRecord(cat("first_spike", -1), cat("winners", False), cat("label_potential"),
                           cat("answer_step"), cat("gate_step"))
     return record, torch.cat([pad(c, -1) for _, _, c in parts])[order]
+
+
+# -- kernel ridge as a network -------------------------------------------------------------------------------------
+# search  N neurons, one per prototype, synapses -p_j (the clock's sign as above): the LEAST similar fires first,
+#         at about t_j = 2 ramp_steps (1 + s_j) - 2 clock_skip; each fires once (self-inhibition).
+# label   C leaky integrators behind instant synapses (tau_syn = dt) holding the ridge coefficients alpha_jc, leak
+#         per step delta = exp(-1 / (ramp_steps * scale)). Read at the last step, a neuron that fired at t_j has
+#         left (1 - delta) alpha_jc delta^(T - 1 - t_j), proportional to alpha_jc exp(2 s_j / scale): the Gaussian
+#         kernel exp(-(2 - 2 s_j) / scale) up to a factor shared by every class. The answer is their argmax.
+
+
+class KernelRecord(NamedTuple):
+    fire_step: torch.Tensor       # (B, N) each search neuron's spike step, -1: silent
+    label_potential: torch.Tensor  # (B, C) the label membranes at the last step
+
+    @property
+    def silent(self) -> torch.Tensor:
+        return ~(self.fire_step >= 0).any(dim=1)
+
+
+def kernel_thresholds(p: NetworkParameters) -> torch.Tensor:
+    """(T,) float64: a search neuron of similarity s (synapses -p, integrating synapse, threshold 1) has fired by step
+    t exactly when s < thresholds[t] = (sum_{tau <= t} (-u(tau)) - 1 / gain) / (t + 1). Increasing in t."""
+    u = clock(p, torch.float64)
+    steps = torch.arange(1, p.num_timesteps + 1, dtype=torch.float64)
+    return (torch.cumsum(-u, 0) - 1.0 / p.search_gain) / steps
+
+
+def kernel_decay(p: NetworkParameters, scale: float) -> float:
+    """The label integrators' leak per step, delta = exp(-1 / (ramp_steps * scale))."""
+    return float(np.exp(-1.0 / (p.ramp_steps * scale)))
+
+
+def run_kernel_layer(similarities: torch.Tensor, coefficients: torch.Tensor, p: NetworkParameters,
+                     scale: float) -> KernelRecord:
+    """The kernel network for B queries: similarities (B, N) p_j . z, coefficients (N, C) the label synapses.
+
+    Event-driven and exact: a search neuron sees only its own constant input and the shared clock until it fires
+    (then it is silenced), so its spike step is where the clock's threshold passes its similarity; a label membrane
+    is linear in the spikes it has received. `nir_graph.run_graph` steps the exported graph instead."""
+    check_finite(similarities, "search similarities")
+    thresholds = kernel_thresholds(p)
+    fire = torch.searchsorted(thresholds, similarities.double().contiguous(), right=True)
+    fired = fire < p.num_timesteps
+    delta = kernel_decay(p, scale)
+    left = torch.where(fired, (1 - delta) * torch.pow(delta, (p.num_timesteps - 1 - fire).double()), 0.0)
+    return KernelRecord(torch.where(fired, fire, -1), (left @ coefficients.double()).to(similarities.dtype))

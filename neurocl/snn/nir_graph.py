@@ -23,6 +23,7 @@ NODE_TYPES = ("Input", "Output", "Linear", "Affine", "Scale", "CubaLIF", "CubaLI
 # metadata["answer_rule"] of an end-to-end graph: how its outputs give the answer
 ANSWER_AT_END_GATE = "end_gate"        # the label membranes ('output') at the end gate's ('answer') first spike
 ANSWER_AT_FIRST_SPIKE = "first_spike"  # the first 'output' neuron to spike (class layers: one neuron per class)
+ANSWER_AT_LAST_STEP = "last_step"      # the label membranes ('output') at the last step (kernel ridge)
 
 
 def _meta(graph, key):
@@ -51,6 +52,9 @@ def answers(graph, traces: dict) -> tuple[np.ndarray, np.ndarray]:
     whichever runtime produced them."""
     out = np.asarray(traces["output"])
     T, B = out.shape[:2]
+    if _meta(graph, "answer_rule") == ANSWER_AT_LAST_STEP:
+        silent = (out[-1] == 0).all(axis=1)  # no search neuron fired
+        return np.where(silent, -1, out[-1].argmax(axis=1)), np.where(silent, -1, T - 1)
     if _meta(graph, "answer_rule") == ANSWER_AT_END_GATE:
         spiked = np.asarray(traces["answer"])[:, :, 0] > 0
         step = np.where(spiked.any(axis=0), spiked.argmax(axis=0), T - 1)
