@@ -1,15 +1,14 @@
-"""Why kernel ridge has no spiking form here: its answers when the kernel is read from spike times, as a network
-would read it, and with 8-bit weights.
+"""Kernel ridge as the spiking network holds it (memory.readout=kernel_ridge): its answers against the store's exact
+kernel ridge for three clock ramps, in float32, with 8-bit weights rounded one by one, and with the error-compensated
+rounding the memory uses (neurocl/snn/memory.py kernel_int8).
 
     python experiments/spiking_end_to_end/kernel_ridge_spiking.py encoder=pixels
 
-The store's kernel ridge scores a query z by sum_i alpha_ic exp(-(2 - 2 z.p_i) / scale) over every prototype. The
-exact spiking form considered: search neurons with synapses -p_i and a rising clock (the least similar fires first,
-at t_i ~ 2 ramp (1 + s_i)), each spike read at the last step by a leaky synapse of decay exp(-1 / (ramp scale)) per
-step, which gives exp(2 s_i / scale) up to a per-query factor, times alpha_ic on the label synapses. Its only error
-is the spike time's step; this script computes the spike times in closed form (no simulation) and counts the
-queries on which the argmax still matches the store's kernel ridge, for ramp_steps 100 to 400 (2 ramp_steps
-steps per unit of similarity).
+The network (neurocl/snn/network.py): search neurons with synapses -p_i and a rising clock (the least similar fires
+first, at t_i ~ 2 ramp (1 + s_i)), each spike read at the last step by a leaky integrator of decay
+exp(-1 / (ramp scale)) per step, which gives exp(2 s_i / scale) up to a per-query factor, times alpha_ic on the label
+synapses. Its only error in float32 is the spike time's step (run_kernel_layer, exact for the network; the memory
+runs ramp_steps = 4 x 100). The memory here is trained as the driver feeds it, seed 0.
 """
 
 import math
@@ -17,43 +16,31 @@ import sys
 
 import torch
 
-from neurocl.snn.memory import quantize_int8
+from neurocl.snn import network as e2e
+from neurocl.snn.memory import KERNEL_CLOCK, KERNEL_MARGIN, kernel_int8, quantize_int8
 from stream import learned
-
-GAIN = 40.0  # the search current per unit of similarity, as memory.search_gain
-
-
-def spike_steps(similarities: torch.Tensor, ramp: int, steps: int) -> torch.Tensor:
-    """First step t with GAIN * sum_{tau <= t} (u_tau - s) > 1, u_tau = -1 + tau / ramp: searched on the threshold
-    (sum u - 1 / GAIN) / (t + 1), which rises after its minimum."""
-    t = torch.arange(steps, dtype=torch.float64)
-    threshold = (torch.cumsum(-1 + t / ramp, 0) - 1 / GAIN) / (t + 1)
-    low = int(threshold.argmin())
-    return low + torch.searchsorted(threshold[low:].contiguous(), similarities.double().contiguous(), right=True)
 
 
 def main(argv):
-    _, memory, splits, _, test = learned(["memory=prototypes", "memory.readout=kernel_ridge", *argv])
-    store = memory.predict(test).labels  # settles the store and fits the chosen readout
-    fitted = memory._fitted[0]
+    _, memory, splits, _, test = learned(["memory=prototypes_snn", "memory.readout=kernel_ridge", *argv])
+    store = memory.readouts()["store"](test).labels  # settles the store and fits its kernel ridge
+    fitted = memory._current_fit()[0]
     seen = memory.known_classes()
     z = memory._centred(test.numpy())
     print(f"\n`python experiments/spiking_end_to_end/kernel_ridge_spiking.py {' '.join(argv)}`\n")
     print(f"{memory.chosen}: {len(fitted.prototypes)} prototypes, kernel scale {fitted.scale:.3f}, ridge coefficients "
           f"up to {float(fitted.coefficients.abs().max()):.1f} in magnitude; the store's accuracy "
           f"{float((store == splits.test.labels).float().mean()):.4f}\n")
+    weights = {"float32": (fitted.prototypes, fitted.coefficients),
+               "int8, plain rounding": (quantize_int8(fitted.prototypes), quantize_int8(fitted.coefficients)),
+               "int8, compensated (the memory's)": kernel_int8(fitted, torch.from_numpy(memory.store.counts[memory.store.ids]))}
     print("| stream | ramp_steps | weights | same answer as kernel ridge | accuracy |\n|---|---|---|---|---|")
-    for ramp in (100, 200, 400):
-        steps = 4 * ramp + 50
-        decay = math.exp(-1.0 / (ramp * fitted.scale))
-        for weights in ("float32", "int8"):
-            prototypes, coefficients = fitted.prototypes, fitted.coefficients
-            if weights == "int8":
-                prototypes, coefficients = quantize_int8(prototypes), quantize_int8(coefficients)
-            fired = spike_steps(z @ prototypes.T, ramp, steps)
-            kernel = torch.pow(torch.tensor(decay, dtype=torch.float64), (steps - 1 - fired).double()).float()
-            answers = (kernel @ coefficients).masked_fill(~seen, float("-inf")).argmax(dim=1)
-            print(f"| {' '.join(argv)} | {ramp} | {weights} | {float((answers == store).float().mean()):.4f} "
+    for ramp in (100, 200, KERNEL_CLOCK * memory.network_parameters.ramp_steps):
+        p = memory.network_parameters._replace(ramp_steps=ramp, num_timesteps=4 * ramp + KERNEL_MARGIN)
+        for name, (prototypes, coefficients) in weights.items():
+            record = e2e.run_kernel_layer(z @ prototypes.T, coefficients, p, fitted.scale)
+            answers = record.label_potential.masked_fill(~seen, -math.inf).argmax(dim=1)
+            print(f"| {' '.join(argv)} | {ramp} | {name} | {float((answers == store).float().mean()):.4f} "
                   f"| {float((answers == splits.test.labels).float().mean()):.4f} |", flush=True)
 
 

@@ -11,12 +11,14 @@ prototype's label shares. What learns, and where a chip could do it:
     whitening refresh, Ward merges, splits, pruning under the budget                     host maintenance
 
 The network holds the readout the store chooses on held-out data (`readout: auto`, as memory=prototypes
-chooses, among the readouts a network can hold): the top-k vote (a search neuron per prototype), or the
-class statistics, LDA or the whitened nearest class mean (a class neuron per class whose synapses hold the
-discriminant with the within-class whitening folded in; the first to fire answers). The class statistics'
-refresh is host maintenance like the whitening's. Kernel ridge is not built as a network: read from spike
-times it would keep 99.4-99.8% of its Fashion-MNIST answers in float32, but its ridge coefficients cancel and
-8-bit weights keep only 84-96% (experiments/spiking_end_to_end/kernel_ridge_spiking.md).
+chooses, among the readouts a network can hold): the top-k vote (a search neuron per prototype), the class
+statistics, LDA or the whitened nearest class mean (a class neuron per class whose synapses hold the
+discriminant with the within-class whitening folded in; the first to fire answers), or kernel ridge (a
+search neuron per prototype; every one fires once, the least similar first, and leaky label integrators
+behind synapses that hold the ridge coefficients read the Gaussian kernel from the spike times). The class
+statistics' refresh and the ridge solve are host maintenance like the whitening's. int8 rounds each layer
+to 8 bits on a per-layer scale; kernel ridge's coefficients cancel each other, so its two layers are
+rounded with error compensation under the store's own statistics (kernel_int8) instead of one by one.
 
 `network: topk_currents` is the earlier readout, kept for its studies: the host searches, and the
 top-k similarities drive an attractor network that learns by reward-modulated STDP (below).
@@ -281,7 +283,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
     def _kernel_layers(self, fitted) -> Layers:
         prototypes, coefficients = fitted.prototypes, fitted.coefficients
         if self.weights == "int8":
-            prototypes, coefficients = self._kernel_int8(fitted)
+            prototypes, coefficients = kernel_int8(fitted, torch.from_numpy(self.store.counts[self.store.ids]))
         p = self.network_parameters
         ramp = KERNEL_CLOCK * p.ramp_steps
         # every search neuron fires once, the last (s = 1) about 4 ramp steps in; top_k: all of them take part
@@ -291,18 +293,6 @@ class SpikingPrototypeMemory(PrototypeMemory):
             "prototypes in that space, so the least similar fires first"
         return Layers("kernel_ridge", torch.as_tensor(self.store.ids), -prototypes, coefficients, parameters,
                       described, kernel_scale=float(fitted.scale))
-
-    def _kernel_int8(self, fitted):
-        """Kernel ridge's 8-bit synapses, each layer rounded with error compensation (quantize_int8_compensated)
-        under the store's own statistics: the count-weighted second moment of its prototypes (the queries it has
-        seen) for the search layer, and of their kernel rows through the rounded search layer for the label layer.
-        Plain rounding keeps 85-96% of Fashion-MNIST answers: the ridge coefficients cancel each other."""
-        root = torch.from_numpy(self.store.counts[self.store.ids]).float().sqrt()[:, None]
-        prototypes = fitted.prototypes
-        weighted = prototypes * root
-        search = quantize_int8_compensated(prototypes.T, weighted.T @ weighted).T.contiguous()
-        rows = store_readouts.kernel(prototypes, search, fitted.scale) * root
-        return search, quantize_int8_compensated(fitted.coefficients, rows.T @ rows)
 
     def network_input(self, features, layers: Layers | None = None) -> torch.Tensor:
         """The query as the network's input, computed on the host (NIR has no normalisation node)."""
@@ -824,6 +814,20 @@ def quantize_int8(weights: torch.Tensor) -> torch.Tensor:
     """Symmetric per-layer int8: scale * round(w / scale), scale = max|w| / 127 (the values a chip holds, dequantised)."""
     scale = weights.abs().max().clamp(min=1e-12) / 127
     return torch.round(weights / scale).clamp(-127, 127) * scale
+
+
+def kernel_int8(fitted, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kernel ridge's 8-bit (prototypes, coefficients), each layer rounded with error compensation
+    (quantize_int8_compensated) under the store's own statistics, `counts` per prototype: the count-weighted second
+    moment of the prototypes (the queries the store has seen) for the search layer, and of their kernel rows through
+    the rounded search layer for the label layer. Plain rounding keeps 85-96% of Fashion-MNIST answers
+    (experiments/spiking_end_to_end/kernel_ridge_spiking.md): the ridge coefficients cancel each other."""
+    root = counts.float().sqrt()[:, None]
+    prototypes = fitted.prototypes
+    weighted = prototypes * root
+    search = quantize_int8_compensated(prototypes.T, weighted.T @ weighted).T.contiguous()
+    rows = store_readouts.kernel(prototypes, search, fitted.scale) * root
+    return search, quantize_int8_compensated(fitted.coefficients, rows.T @ rows)
 
 
 def quantize_int8_compensated(weights: torch.Tensor, second_moment: torch.Tensor, damp: float = INT8_DAMP,

@@ -27,6 +27,9 @@ run stops there, as a chip would stop it. Norse's step order is kept: a node's i
 step t enters its current before its membrane moves (jump, then Euler), a feed-forward edge
 carries the sender's output of the same step, a recurrent edge (inhibition) that of step t - 1.
 
+Kernel ridge (`run_kernel_layer`, the section at the end) uses the same search neurons with synapses -p_j
+and no gates: every neuron fires once, and leaky label integrators read the kernel from the spike times.
+
 Simulating N neurons per query is exact but wasteful: a neuron of lower similarity than one that
 stayed silent stays silent too (the dynamics are the same monotone function of s for every
 neuron), so `simulate_search` runs the `candidates` most similar neurons and one sentinel below
