@@ -182,17 +182,17 @@ def search_raster(record, slots, similarity, concept_labels, true_labels, path, 
     plt.close(fig)
 
 
-def kernel_raster(fire_step, similarity, coefficient, true_labels, answers, path, class_names=None,
+def kernel_raster(fire_step, similarity, contribution, true_labels, answers, path, class_names=None,
                   dt_ms: float = 1.0):
     """Kernel ridge's search layer, per query: every neuron's spike time against its similarity (B, N), coloured by
-    its synapse onto the answered label (coefficient (B, N): red positive, blue negative); the least similar fire
-    first, and the leaky label integrators weigh the last ones most."""
+    what its spike leaves on the answered label's membrane (contribution (B, N): red positive, blue negative); the
+    least similar fire first, and the leaky label integrators weigh the last ones most."""
     B = fire_step.shape[0]
     names = class_names or [str(c) for c in range(int(max(true_labels.max(), answers.max())) + 1)]
     fig, axes = plt.subplots(1, B, figsize=(3.2 * B, 3.8), squeeze=False)
     for b, ax in enumerate(axes[0]):
         fired = (fire_step[b] >= 0).numpy()
-        weight = coefficient[b].numpy()[fired]
+        weight = contribution[b].numpy()[fired]
         limit = max(float(np.abs(weight).max()), 1e-12) if len(weight) else 1.0
         ax.scatter(similarity[b].numpy()[fired], fire_step[b].numpy()[fired] * dt_ms, s=3, c=weight, cmap="coolwarm",
                    vmin=-limit, vmax=limit)
@@ -200,8 +200,8 @@ def kernel_raster(fire_step, similarity, coefficient, true_labels, answers, path
         ax.set_ylabel("spike (ms)", fontsize=8)
         ax.set_title(f"true: {names[int(true_labels[b])][:12]}\nspiking answer: {names[int(answers[b])][:12]}",
                      fontsize=8)
-    fig.suptitle("kernel search layer: every prototype fires once, the nearest last; colour: its synapse onto the "
-                 "answer", fontsize=9)
+    fig.suptitle("kernel search layer: every prototype fires once, the nearest last; colour: what its spike adds "
+                 "to the answer", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

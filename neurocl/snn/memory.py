@@ -630,9 +630,10 @@ class SpikingPrototypeMemory(PrototypeMemory):
             layers = self.network_layers()
             record = self.run_kernel(queries[few], layers)
             answers = record.label_potential.argmax(dim=1)
-            plots.kernel_raster(record.fire_step, self.network_input(queries[few], layers) @ -layers.search.T,
-                                layers.label[:, answers].T, labels[few], answers, output_dir / "spike_raster.png",
-                                class_names, dt_ms=1e3 * self.dt)
+            similarity = self.network_input(queries[few], layers) @ -layers.search.T
+            kernel = torch.exp(2 * (similarity - 1) / layers.kernel_scale)  # what a spike leaves, up to a shared factor
+            plots.kernel_raster(record.fire_step, similarity, layers.label[:, answers].T * kernel, labels[few], answers,
+                                output_dir / "spike_raster.png", class_names, dt_ms=1e3 * self.dt)
             return out
         if self.network == "end_to_end":
             record, columns, layers = self.run_network(queries[few])
