@@ -20,7 +20,10 @@ quiet() { grep -v '^Loaded pretrained'; }  # the EfficientNet package prints it 
 $PY $HERE/second_runtime.py dataset=digits encoder=efficientnet_lite0 memory.dt=0.0001 | quiet > $HERE/second_runtime.md
 $PY $HERE/second_runtime.py experiment=iu_xray memory.dt=0.0001 | quiet >> $HERE/second_runtime.md
 $PY $HERE/second_runtime.py encoder=efficientnet_lite0 | quiet >> $HERE/second_runtime.md
-# the label chain's length, on training queries; kernel ridge read from spike times
+# kernel ridge's graph (every neuron steps 1,610 times): digits whole, Fashion-MNIST on its first 500 test queries
+$PY $HERE/second_runtime.py dataset=digits encoder=pixels | quiet >> $HERE/second_runtime.md
+$PY $HERE/second_runtime.py encoder=pixels --queries=500 | quiet >> $HERE/second_runtime.md
+# the label chain's length, on training queries; kernel ridge read from spike times, three ramps, plain and compensated int8
 $PY $HERE/label_stages.py encoder=pixels | quiet > $HERE/label_stages.md
 $PY $HERE/label_stages.py encoder=efficientnet_lite0 | quiet >> $HERE/label_stages.md
 for s in "dataset=digits encoder=pixels" "encoder=pixels" "encoder=efficientnet_lite0"; do
