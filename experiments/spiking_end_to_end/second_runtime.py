@@ -57,7 +57,8 @@ def main(argv):
             found, _, snntorch_s = run_batches(lambda x: snntorch_run(graph, x), graph, memory, layers, queries,
                                                "snnTorch")
             snntorch_same, snntorch_s = f"{float((found == expected).mean()):.4f}", f"{snntorch_s:.1f}"
-    print(f"\n`python experiments/spiking_end_to_end/second_runtime.py {' '.join(argv)}`\n")
+    shown = ' '.join([*argv, *([f"--queries={limit}"] if limit else [])])
+    print(f"\n`python experiments/spiking_end_to_end/second_runtime.py {shown}`\n")
     print("| stream | readout | search neurons | test queries | NIR equations: same answer | same answer step "
           "| snnTorch: same answer | file MB | simulator s | NIR equations s | snnTorch s |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|")
