@@ -156,7 +156,9 @@ RUN_SETTINGS = {"prototypes": [], "prototypes_snn": [],
                 "naive": ["memory.strategy.train_epochs=2", "memory.strategy.train_mb_size=16"]}
 
 
-@pytest.mark.parametrize("name", sorted(RUN_SETTINGS))
+# prototypes_snn holds the store and the network; the others' resume is checked in process above (slow here: 90 s)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "prototypes_snn" else pytest.mark.slow)
+                                  for n in sorted(RUN_SETTINGS)])
 def test_a_run_killed_mid_write_resumes_to_the_same_results(name, tmp_path, fmnist_dir):
     import json
     import os
