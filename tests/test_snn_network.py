@@ -12,7 +12,7 @@ from neurocl.encoders import FeatureCache
 from neurocl.errors import ConfigError, DataError
 from neurocl.run import build
 from neurocl.snn import SpikingPrototypeMemory
-from neurocl.snn.memory import quantize_int8, quantize_int8_compensated
+from neurocl.snn.memory import int8_clipped_scale, quantize_int8, quantize_int8_compensated
 from neurocl.snn.network import NetworkParameters, kernel_decay, run_kernel_layer, run_network, simulate_search
 from neurocl.snn.nir_graph import FORMAT, answer_nodes, answers, clock_inputs, read_graph, run_graph
 from test_memory import clusters
@@ -69,11 +69,26 @@ def test_compensated_int8_keeps_the_layer_output_closer_than_plain_rounding():
     weights = torch.randn(32, 5) * torch.linspace(0.1, 3.0, 32)[:, None]
     compensated = quantize_int8_compensated(weights, x.T @ x / len(x))
     plain = quantize_int8(weights)
-    step = weights.abs().max() / 127
+    step = int8_clipped_scale(weights.double()).float()
     assert torch.allclose(compensated / step, torch.round(compensated / step), atol=1e-4)
     assert (compensated / step).abs().max() <= 127 + 1e-4
     error = lambda q: float(((x @ (weights - q)) ** 2).mean())
     assert error(compensated) < 0.7 * error(plain)
+
+
+def test_the_clipped_int8_step_rounds_heavy_tailed_weights_closer():
+    """A layer as large as kernel ridge's search layer (800 x 784 weights) with a few outliers (its largest weight is
+    4 x its 99.9th percentile): the clipped step saturates the outliers and rounds the rest on a finer grid, closer
+    than max|w| / 127; on uniform weights (the control) it keeps max|w| / 127."""
+    g = torch.Generator().manual_seed(0)
+    heavy = torch.randn(800 * 784, generator=g, dtype=torch.float64) * 0.03
+    heavy[:3] = 0.5
+    top = heavy.abs().max() / 127
+    clipped = int8_clipped_scale(heavy)
+    squared = lambda w, s: float(((torch.round(w / s).clamp(-127, 127) * s - w) ** 2).sum())
+    assert clipped < 0.7 * top and squared(heavy, clipped) < 0.7 * squared(heavy, top)
+    uniform = torch.rand(4000, generator=g, dtype=torch.float64) * 2 - 1
+    assert torch.isclose(int8_clipped_scale(uniform), uniform.abs().max() / 127)
 
 
 def test_the_weighted_vote_can_outvote_the_nearest():

@@ -1,5 +1,5 @@
 """A memory that has learned a whole stream as the driver feeds it (class-incremental, the config's seed, shuffled
-observe batches of observe_batch_size), for the scripts of this study."""
+observe batches of observe_batch_size, settled after each experience), for the scripts of this study."""
 
 from pathlib import Path
 
@@ -29,5 +29,5 @@ def learned(overrides: list[str]):
         for i in range(0, len(order), cfg.observe_batch_size):
             rows = order[i:i + cfg.observe_batch_size]
             memory.observe(train[rows], splits.train.labels[rows], e.index, ids=rows)
-    memory.end_experience()  # once, after the stream: what the lazily settling memory did when these tables were made
+        memory.end_experience()  # as the driver does: the experience's held-out samples join the store here
     return cfg, memory, splits, train, test
