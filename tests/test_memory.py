@@ -84,6 +84,7 @@ def test_bad_input(cls):
                                         ({"conditioning": "zca"}, "conditioning"), ({"backend": "annoy"}, "backend"),
                                         ({"backend_options": {"exact": {"efc": 3}}}, "backend_options"),
                                         ({"over_budget": "drop"}, "over_budget"),
+                                        ({"class_budget": "fair"}, "class_budget"),
                                         ({"projection_dim": 0}, "projection_dim")])
 def test_prototype_config_is_validated(kwargs, key):
     with pytest.raises(ConfigError, match=f"memory.{key}"):

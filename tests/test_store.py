@@ -70,6 +70,39 @@ def test_budget_by_ward_merges_and_by_pruning(backend):
     assert len(pruned) == 12 and pruned.events["prunes"] > 0 and pruned.events["merges"] == 0
 
 
+def test_class_shares_fill_the_budget_to_a_common_level():
+    from neurocl.memory.store import class_shares
+    assert class_shares(np.array([10, 2, 7]), 12).tolist() == [5, 2, 5]  # 2 keeps all; 10 and 7 meet at 5
+    assert class_shares(np.array([10, 2, 7]), 13).tolist() == [6, 2, 5]  # the remainder: one to the first above
+    assert class_shares(np.array([10, 2, 7]), 30).tolist() == [10, 2, 7]  # under the budget: nothing to cut
+    assert class_shares(np.array([0, 9, 9]), 4).tolist() == [0, 2, 2]
+
+
+@pytest.mark.parametrize("over_budget", ["merge", "prune"])
+def test_a_balanced_budget_keeps_a_tight_class_its_share(over_budget):
+    """Every sample founds a prototype (threshold near 1): 100 of a wide class, 20 of a tight one, a budget of 40.
+    Balanced, the wide class is cut to the tight one's 20; left free, the cheapest Ward merges are the tight
+    class's own, and it loses half or more (the control)."""
+    rng = np.random.default_rng(0)
+    wide = np.eye(8)[0] + 0.5 * rng.standard_normal((100, 8))
+    tight = np.eye(8)[1] + 0.05 * rng.standard_normal((20, 8))
+    x, y = np.concatenate([wide, tight]).astype(np.float32), np.repeat([0, 1], [100, 20])
+
+    def sizes(class_budget):
+        s = store(similarity_threshold=0.99999, max_prototypes=40, over_budget=over_budget,
+                  class_budget=class_budget, num_classes=2)
+        s.observe(x, y)
+        assert len(s) == 40
+        if over_budget == "merge":
+            assert s.counts[s.ids].sum() == 120  # merged, nothing lost
+        return np.bincount(s.majority(s.ids), minlength=2).tolist()
+
+    assert sizes("balanced") == [20, 20]
+    if over_budget == "merge":
+        free = sizes("free")
+        assert free[1] <= 10, free
+
+
 def test_merge_threshold_joins_near_duplicates_count_weighted():
     s = store(similarity_threshold=0.9999, merge_threshold=0.95, maintenance_interval=1, purity_gate=False)
     a, b = np.array([[1.0, 0, 0, 0, 0, 0, 0, 0]], np.float32), np.array([[1.0, 0.1, 0, 0, 0, 0, 0, 0]], np.float32)

@@ -22,8 +22,13 @@ along their principal direction (tracked by Oja's rule); then, while over
 max_prototypes, Ward-merge the cheapest pairs (cost n_i n_k / (n_i + n_k) *
 |z_i - z_k|^2), many disjoint pairs per pass, or prune the least used, oldest
 ones. Merge pairs are each prototype's exact nearest neighbours among the
-prototypes of its label, so old classes are weighed against new ones. Every merge, split and
-prune is counted.
+prototypes of its label. With class_budget=balanced (the default) the budget is shared among
+the classes seen: classes below a common level keep every prototype, the others are merged
+(or pruned) down to that level (water-filling), so a class's share does not depend on when it
+came or how tight its clusters were then (class-balanced memory, as GDumb's sampler keeps;
+free: the cheapest merges anywhere, which on Split-FashionMNIST left sandals and sneakers
+a third of the prototypes of other classes and cost kernel ridge 0.005: experiments/all_streams).
+Every merge, split and prune is counted.
 """
 
 import hashlib
@@ -39,13 +44,15 @@ from neurocl.memory.backends import make_backend
 from neurocl.memory.conditioning import Conditioner
 
 OVER_BUDGET = ("merge", "prune")
+CLASS_BUDGETS = ("balanced", "free")
 CANDIDATES = 8  # nearest neighbours per prototype searched for merge pairs
 
 
 class PrototypeStore:
     def __init__(self, dim: int, num_classes: int, similarity_threshold: float = 0.85, momentum: float = 0.1,
                  max_prototypes: int = 5000, maintenance_interval: int = 1000, merge_threshold: float | None = None,
-                 split_threshold: float | None = None, over_budget: str = "merge", purity_gate: bool = True,
+                 split_threshold: float | None = None, over_budget: str = "merge", class_budget: str = "balanced",
+                 purity_gate: bool = True,
                  conditioning: str = "whiten", shrinkage: float | str = "oas", projection_dim: int | None = 256,
                  refresh_growth: float = 2.0, exemplars: int = 8, precision: str = "float16",
                  backend: str = "exact", backend_options: dict | None = None, seed: int = 0):
@@ -68,6 +75,9 @@ class PrototypeStore:
                               "set memory.refresh_growth=2.0")
         if over_budget not in OVER_BUDGET:
             raise ConfigError("memory.over_budget", over_budget, f"one of {OVER_BUDGET}", "set memory.over_budget=merge")
+        if class_budget not in CLASS_BUDGETS:
+            raise ConfigError("memory.class_budget", class_budget, f"one of {CLASS_BUDGETS}",
+                              "set memory.class_budget=balanced")
         if precision not in ("float32", "float16"):
             raise ConfigError("memory.precision", precision, "float32 or float16", "set memory.precision=float32")
         self.dim, self.num_classes, self.seed = dim, num_classes, seed
@@ -75,6 +85,7 @@ class PrototypeStore:
         self.maintenance_interval, self.merge_threshold, self.split_threshold = (
             maintenance_interval, merge_threshold, split_threshold)
         self.over_budget, self.purity_gate, self.refresh_growth = over_budget, purity_gate, refresh_growth
+        self.class_budget = class_budget
         self.num_exemplars, self.precision = exemplars, np.dtype(precision)
         self.conditioner = Conditioner(dim, num_classes, conditioning, shrinkage, projection_dim, seed)
         # backend_options holds one dict per backend; only the chosen backend's is used.
@@ -297,9 +308,15 @@ class PrototypeStore:
 
     def enforce_budget(self):
         while len(self) > self.max_prototypes:
-            excess = len(self) - self.max_prototypes
-            if self.over_budget == "prune" or not self._merge_pairs(lambda cost, sim: True, limit=excess):
-                self._prune(len(self) - self.max_prototypes)
+            if self.over_budget == "prune" or not self._merge_pairs(lambda cost, sim: True, limit=self._excess()):
+                self._prune(self._excess())
+
+    def _excess(self) -> int | np.ndarray:
+        """Prototypes over the budget: in all (class_budget=free), or per class (num_classes,) above its share."""
+        if self.class_budget == "free":
+            return len(self) - self.max_prototypes
+        sizes = np.bincount(self.majority(self.ids), minlength=self.num_classes)
+        return sizes - class_shares(sizes, self.max_prototypes)
 
     def _candidate_pairs(self):
         """(cost, similarity, i, k) for each prototype's CANDIDATES nearest prototypes of its own majority
@@ -328,16 +345,23 @@ class PrototypeStore:
         order = np.argsort(cost, kind="stable")
         return cost[order], s[order], i[order], k[order]
 
-    def _merge_pairs(self, accept, limit: int | None) -> int:
-        """Merge disjoint accepted pairs, cheapest first, many in one pass; returns how many."""
+    def _merge_pairs(self, accept, limit: int | np.ndarray | None) -> int:
+        """Merge disjoint accepted pairs, cheapest first, many in one pass; returns how many. limit: at most this
+        many pairs, or per class (an array by label, the label of a pair's first prototype)."""
+        cost, similarity, first, second = self._candidate_pairs()
+        per_class = isinstance(limit, np.ndarray)
+        left = limit.copy() if per_class else limit
+        labels = self.majority(first).tolist() if per_class else [0] * len(first)
         used, keep_i, keep_k, keep_s = set(), [], [], []
-        for cost, sim, i, k in zip(*(a.tolist() for a in self._candidate_pairs())):
-            if limit is not None and len(keep_i) >= limit:
+        for cost, sim, i, k, label in zip(cost.tolist(), similarity.tolist(), first.tolist(), second.tolist(), labels):
+            if not per_class and left is not None and len(keep_i) >= left:
                 break
-            if i in used or k in used or not accept(cost, sim):
+            if (per_class and left[label] <= 0) or i in used or k in used or not accept(cost, sim):
                 continue
             used.update((i, k))
             keep_i.append(i), keep_k.append(k), keep_s.append(sim)
+            if per_class:
+                left[label] -= 1
         if keep_i:
             I, K = np.array(keep_i, np.int64), np.array(keep_k, np.int64)
             self._merge_into(I, K, np.array(keep_s))  # re-indexes I
@@ -391,10 +415,18 @@ class PrototypeStore:
         self._condition(np.array(new, np.int64))
         self.events["splits"] += len(split)
 
-    def _prune(self, count: int):
+    def _prune(self, count: int | np.ndarray):
+        """Deactivate the `count` least used prototypes (count per class: an array by label)."""
         ids = self.ids
-        order = np.lexsort((self.age[ids], self.last_used[ids], self.uses[ids]))  # least used, then stalest, then oldest
-        gone = ids[order[:count]]
+        ids = ids[np.lexsort((self.age[ids], self.last_used[ids], self.uses[ids]))]  # least used, stalest, oldest
+        if isinstance(count, np.ndarray):
+            labels = self.majority(ids)
+            rank = np.zeros(len(ids), np.int64)  # each prototype's place in its own class's order
+            for c in np.unique(labels):
+                rank[labels == c] = np.arange(int((labels == c).sum()))
+            gone = ids[rank < count[labels]]
+        else:
+            gone = ids[:count]
         self.active[gone] = False
         self.backend.remove(gone)
         self.events["prunes"] += len(gone)
@@ -484,6 +516,23 @@ class PrototypeStore:
 
 TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32,
                 np.dtype(np.float64): torch.float64}
+
+
+def class_shares(sizes: np.ndarray, budget: int) -> np.ndarray:
+    """Each class's share of a budget of prototypes (water-filling): the classes below a common level keep all
+    they hold, the others get the level; integers summing to min(budget, sizes.sum()), a remainder going one each
+    to the first classes above the level."""
+    sizes = np.asarray(sizes, np.int64)
+    if sizes.sum() <= budget:
+        return sizes.copy()
+    low, high = 0, int(sizes.max())  # the highest level whose shares fit the budget
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if np.minimum(sizes, middle).sum() <= budget else (low, middle - 1)
+    shares = np.minimum(sizes, low)
+    above = np.flatnonzero(sizes > low)
+    shares[above[: budget - shares.sum()]] += 1
+    return shares
 
 
 def _cast(a: np.ndarray, dtype=np.float32) -> np.ndarray:
