@@ -327,13 +327,12 @@ class SpikingPrototypeMemory(PrototypeMemory):
         scores[:, ~seen] = float("-inf")
         scores[record.silent] = float("-inf")
         answered = scores.argmax(dim=1)
-        # evidence: the nearest prototypes (the last to fire), from the store's search; the answer's support: those
-        # of them whose synapse onto the answered label is positive
-        evidence_ids = torch.from_numpy(self.store.search(features.float().numpy(), self.top_k)[0])
-        column = torch.full((int(layers.slots.max()) + 1,), -1, dtype=torch.long)
-        column[layers.slots] = torch.arange(len(layers.slots))
-        columns = torch.where(evidence_ids >= 0, column[evidence_ids.clamp(min=0)], -1)
-        held = (layers.label[columns.clamp(min=0), answered[:, None]] > 0) & (columns >= 0)
+        # evidence: the nearest prototypes, the network's last top_k to fire (one that never fired: the nearest);
+        # the answer's support: those of them whose synapse onto the answered label is positive
+        last = torch.where(record.fire_step < 0, layers.parameters.num_timesteps, record.fire_step)
+        columns = last.topk(min(self.top_k, last.shape[1]), dim=1).indices
+        evidence_ids = torch.as_tensor(layers.slots)[columns]
+        held = layers.label[columns, answered[:, None]] > 0
         fired = record.fire_step >= 0
         readout = fired.double() @ (layers.label != 0).sum(dim=1).double()
         spikes = fired.sum(dim=1).double()

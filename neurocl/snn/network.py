@@ -235,9 +235,11 @@ def run_kernel_layer(similarities: torch.Tensor, coefficients: torch.Tensor, p: 
     (then it is silenced), so its spike step is where the clock's threshold passes its similarity; a label membrane
     is linear in the spikes it has received. `nir_graph.run_graph` steps the exported graph instead."""
     check_finite(similarities, "search similarities")
-    thresholds = kernel_thresholds(p)
-    fire = torch.searchsorted(thresholds, similarities.double().contiguous(), right=True)
+    fire = torch.searchsorted(kernel_thresholds(p), similarities.double().contiguous(), right=True)
     fired = fire < p.num_timesteps
     delta = kernel_decay(p, scale)
-    left = torch.where(fired, (1 - delta) * torch.pow(delta, (p.num_timesteps - 1 - fire).double()), 0.0)
+    # what a spike at step t has left at the last step, by step (a table: one power per step, not per synapse);
+    # the last entry, for neurons that never fired, is 0
+    steps_left = (p.num_timesteps - 1 - torch.arange(p.num_timesteps, dtype=torch.float64))
+    left = torch.cat([(1 - delta) * torch.pow(delta, steps_left), torch.zeros(1, dtype=torch.float64)])[fire]
     return KernelRecord(torch.where(fired, fire, -1), (left @ coefficients.double()).to(similarities.dtype))
