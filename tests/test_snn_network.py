@@ -162,6 +162,22 @@ def test_learns_and_answers_with_the_winners_as_evidence():
     assert energy["snn_pJ_per_query"] > 4.6 * ops["search_macs"]  # the search is counted, and more on top of it
 
 
+def test_the_layers_follow_the_weights_and_network_parameters_set_after_training():
+    """The layers are kept between predictions, but not past a change of weights or network parameters (a study
+    that sets memory.weights or memory.network_parameters on a trained memory gets what it set)."""
+    memory = make(readout="vote")
+    x, y = clusters(spread=0.2)
+    memory.observe(x, y)
+    memory.end_experience()
+    first = memory.network_layers()
+    assert memory.network_layers() is first  # kept while nothing changes
+    memory.weights = "int8"
+    rounded = memory.network_layers()
+    assert rounded is not first and not torch.equal(rounded.search, first.search)
+    memory.network_parameters = memory.network_parameters._replace(label_stages=2)
+    assert memory.network_layers().parameters.label_stages == 2
+
+
 # -- digits: the memory, its NIR file, and a second runtime ------------------------------------------
 @pytest.fixture(scope="module")
 def digits():

@@ -184,7 +184,7 @@ class SpikingPrototypeMemory(PrototypeMemory):
         self.activity = {"queries": 0, "candidates": 0, "concept_spikes": 0.0, "label_spikes": 0.0, "sops": 0.0,
                          "steps": 0.0, "silent": 0, "label_synapses_used": 0.0}
         self.plasticity = []  # one entry per experience: which label synapses learning touched
-        self._layers = None  # (the store's fit, the end-to-end network's layers for it)
+        self._layers = None  # (the store's fit, (weights, network parameters), the end-to-end network's layers for them)
         self._seen_classes, self._experience, self._experience_start = set(), None, 0
 
     # -- the network ---------------------------------------------------------------------------
@@ -212,12 +212,12 @@ class SpikingPrototypeMemory(PrototypeMemory):
         return [f for f in super()._families() if f in NETWORK_READOUTS] or ["vote"]
 
     def network_layers(self) -> Layers:
-        """The synapses the network holds for the store's chosen readout, built once per fit of the store (kept until
-        it changes, as the fit is: int8 kernel ridge takes seconds to round)."""
-        fit = self._current_fit()
-        if self._layers is None or self._layers[0] is not fit:
-            self._layers = (fit, self._build_layers())
-        return self._layers[1]
+        """The synapses the network holds for the store's chosen readout, built once per fit of the store, weights
+        and network parameters (kept until one changes: int8 kernel ridge takes seconds to round)."""
+        fit, settings = self._current_fit(), (self.weights, self.network_parameters)
+        if self._layers is None or self._layers[0] is not fit or self._layers[1] != settings:
+            self._layers = (fit, settings, self._build_layers())
+        return self._layers[2]
 
     def _build_layers(self) -> Layers:
         """The synapses for the store's chosen readout; int8: rounded to 8 bits.
