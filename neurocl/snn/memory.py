@@ -821,7 +821,7 @@ def kernel_int8(fitted, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     """Kernel ridge's 8-bit (prototypes, coefficients), each layer rounded with error compensation
     (quantize_int8_compensated) under the store's own statistics, `counts` per prototype: the count-weighted second
     moment of the prototypes (the queries the store has seen) for the search layer, and of their kernel rows through
-    the rounded search layer for the label layer. Plain rounding keeps 85-96% of Fashion-MNIST answers
+    the rounded search layer for the label layer. Plain rounding keeps 78-95% of Fashion-MNIST answers
     (experiments/spiking_end_to_end/kernel_ridge_spiking.md): the ridge coefficients cancel each other."""
     root = counts.float().sqrt()[:, None]
     prototypes = fitted.prototypes
