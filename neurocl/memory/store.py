@@ -27,7 +27,8 @@ the classes seen: classes below a common level keep every prototype, the others 
 (or pruned) down to that level (water-filling), so a class's share does not depend on when it
 came or how tight its clusters were then (class-balanced memory, as GDumb's sampler keeps;
 free: the cheapest merges anywhere, which on Split-FashionMNIST left sandals and sneakers
-a third of the prototypes of other classes and cost kernel ridge 0.005: experiments/all_streams).
+a third of the prototypes of other classes; kernel ridge over them scored 0.8749 against 0.8801
+balanced on EfficientNet features, seed 0: experiments/all_streams).
 Every merge, split and prune is counted.
 """
 
