@@ -25,6 +25,8 @@ def clusters(num_classes=4, per_class=30, dim=16, spread=0.05, seed=0):
                                   lambda: PrototypeMemory(16, 4, conditioning="none", backend="exact"),
                                   lambda: PrototypeMemory(16, 4, readout="auto", backend="exact"),
                                   lambda: PrototypeMemory(16, 4, readout="kernel_ridge", backend="exact"),
+                                  lambda: PrototypeMemory(16, 4, readout="kernel_ridge", kernel_space="conditioned",
+                                                          projection_dim=8, backend="exact"),
                                   lambda: StreamingLDA(16, 4), lambda: SmallRanPAC(16, 4), lambda: KNN(16, 4, k=3)])
 def test_learns_separable_classes_and_abstains_before_training(make):
     memory = make()
@@ -85,6 +87,7 @@ def test_bad_input(cls):
                                         ({"backend_options": {"exact": {"efc": 3}}}, "backend_options"),
                                         ({"over_budget": "drop"}, "over_budget"),
                                         ({"class_budget": "fair"}, "class_budget"),
+                                        ({"kernel_space": "raw"}, "kernel_space"),
                                         ({"projection_dim": 0}, "projection_dim")])
 def test_prototype_config_is_validated(kwargs, key):
     with pytest.raises(ConfigError, match=f"memory.{key}"):
@@ -111,6 +114,22 @@ def test_auto_readout_leaves_the_vote_where_it_loses_on_held_out_data():
     assert restricted.chosen == "vote" and not restricted.tallies  # nothing held out, nothing chosen
     accuracy = lambda m: (m.predict(fresh).labels == y).float().mean()
     assert accuracy(memory) > accuracy(restricted)  # 0.911 against 0.898 when written
+
+
+def test_kernel_ridge_reads_the_space_it_is_given():
+    """kernel_space=conditioned: kernel ridge's prototypes are the store's conditioned ones (here whitened into 8 of
+    16 dimensions), the same vectors its search reads; centred: the raw features minus the running mean."""
+    x, y = clusters(per_class=60)
+    fitted = {}
+    for space in ("centred", "conditioned"):
+        memory = PrototypeMemory(16, 4, readout="kernel_ridge", kernel_space=space, projection_dim=8, backend="exact")
+        memory.observe(x, y, 0)
+        memory.end_experience()
+        fitted[space] = memory._current_fit()[0].prototypes
+        assert (memory.predict(x).labels == y).float().mean() == 1.0
+    conditioned = memory.store.conditioner.transform(memory.store.means[memory.store.ids])
+    assert fitted["conditioned"].shape[1] == 8 and np.allclose(fitted["conditioned"].numpy(), conditioned, atol=1e-6)
+    assert fitted["centred"].shape[1] == 16  # control: the other space is another set of vectors
 
 
 def test_unknown_readout_is_named():

@@ -13,7 +13,9 @@ from neurocl.errors import ConfigError, DataError
 from neurocl.run import build
 from neurocl.snn import SpikingPrototypeMemory
 from neurocl.snn.memory import int8_clipped_scale, quantize_int8, quantize_int8_compensated
-from neurocl.snn.network import NetworkParameters, kernel_decay, run_kernel_layer, run_network, simulate_search
+import neurocl.snn.network as e2e
+from neurocl.snn.network import (NetworkParameters, kernel_decay, kernel_fire_steps, kernel_thresholds, run_kernel_layer,
+                                 run_network, simulate_search)
 from neurocl.snn.nir_graph import FORMAT, answer_nodes, answers, clock_inputs, read_graph, run_graph
 from test_memory import clusters
 
@@ -58,6 +60,24 @@ def test_the_kernel_layer_reads_the_gaussian_kernel_from_spike_times():
     assert ((wrong / torch.exp(2 * similarities.double() / scale)).aminmax(dim=1)[1] /
             (wrong / torch.exp(2 * similarities.double() / scale)).aminmax(dim=1)[0] > 1.5).all()
     assert kernel_decay(p, scale) == pytest.approx(np.exp(-1 / 200))
+
+
+@pytest.mark.parametrize("p", [NetworkParameters(ramp_steps=400, num_timesteps=1610),
+                               NetworkParameters(ramp_steps=400, num_timesteps=1610, clock_skip=37),
+                               NetworkParameters(ramp_steps=3, num_timesteps=20, search_gain=0.5)])
+def test_kernel_spike_steps_in_closed_form_are_the_threshold_tables(p, monkeypatch):
+    """The quadratic's root with the table's word near a step gives each neuron the step that a search of the
+    float64 threshold table gives, also for similarities on a threshold and one float32 step either side."""
+    torch.manual_seed(0)
+    on = kernel_thresholds(p).float()
+    similarities = torch.cat([torch.rand(100_000) * 2.6 - 1.3, on, on.nextafter(on - 1), on.nextafter(on + 1)])
+    table = kernel_thresholds(p)
+    expected = torch.searchsorted(table, similarities.double(), right=True)
+    assert torch.equal(kernel_fire_steps(similarities.view(-1, 10), p).view(-1), expected)
+    assert expected.max() == p.num_timesteps and expected.min() == 0  # silent neurons and first-step spikes
+    # control: the float32 root alone, without the table's word near a step, puts some of them a step off
+    monkeypatch.setattr(e2e, "FIRE_MARGIN", 0.0)
+    assert not torch.equal(kernel_fire_steps(similarities.view(-1, 10), p).view(-1), expected)
 
 
 def test_compensated_int8_keeps_the_layer_output_closer_than_plain_rounding():
@@ -243,7 +263,8 @@ def test_the_exported_whole_memory_answers_every_digits_query_alike_elsewhere(di
     # a search neuron per prototype (vote: in the conditioned space; kernel ridge: the centred one) or per class
     # (class statistics; lda's input has a bias line)
     N, d = {"vote": (len(memory.store), memory.store.conditioner.out_dim),
-            "kernel_ridge": (len(memory.store), memory.dim)}.get(readout, (10, memory.dim + (readout == "lda")))
+            "kernel_ridge": (len(memory.store), memory.store.conditioner.out_dim if memory.kernel_space == "conditioned"
+                             else memory.dim)}.get(readout, (10, memory.dim + (readout == "lda")))
     assert graph.nodes["search"].weight.shape == (N, d + 1)
     labels, steps = graph_answers(graph, memory, test)
     assert (labels == prediction.labels.numpy()).mean() == 1.0

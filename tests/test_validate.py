@@ -176,3 +176,22 @@ def test_help_check_catches_a_base_config_offered_as_a_group(tmp_path):
     assert offered_groups(out.stdout)["memory/avalanche"] == ["head"]
     with pytest.raises(AssertionError):
         check_help(out.stdout)
+
+
+def test_check_finite_names_nan_and_inf_rows_and_passes_finite_sums_that_overflow():
+    """The fast path (one sum) lets finite tensors through; a sum that overflows in float16 goes on to the full
+    check, which passes it (the control that the fast path is only a shortcut)."""
+    import torch
+
+    from neurocl.errors import DataError, check_finite
+
+    finite = torch.randn(50, 8)
+    check_finite(finite, "features")
+    large = torch.full((4, 8), 60000.0, dtype=torch.float16)  # each value finite, their sum inf in float16
+    assert not torch.isfinite(large.sum())
+    check_finite(large, "features")
+    for bad in (float("nan"), float("inf")):
+        broken = finite.clone()
+        broken[3, 2] = bad
+        with pytest.raises(DataError, match=r"features contain NaN or inf in 1 of 50 rows \(first rows: \[3\]\)"):
+            check_finite(broken, "features")

@@ -34,6 +34,9 @@ from neurocl.memory.unknown import fit_unknown
 
 READOUTS = ("auto", "vote", "lda", "whitened_ncm", "vote+lda", "kernel_ridge")
 CLASS_STATISTICS = ("lda", "whitened_ncm", "vote+lda")  # need the conditioner's within-class covariance
+# kernel ridge's space: the raw features centred on the running mean (centred), or the store's conditioned space,
+# the vote's (conditioned: whitened and projected when conditioning=whiten); unit norm either way
+KERNEL_SPACES = ("centred", "conditioned")
 
 
 class PrototypeMemory(MemoryBase):
@@ -41,13 +44,16 @@ class PrototypeMemory(MemoryBase):
                  readout: str = "auto", holdout_fraction: float = 0.2,
                  lda_shrinkage: list[float] = (1e-3, 1e-2, 0.1, 0.3), blend_weights: list[float] = (0.25, 0.5, 0.75),
                  kernel_bandwidths: list[float] = (0.25, 0.5, 1.0), ridge: list[float] = (0.1,),
-                 **store_options):
+                 kernel_space: str = "centred", **store_options):
         if not isinstance(top_k, int) or top_k < 1:
             raise ConfigError("memory.top_k", top_k, "must be a positive integer", "set memory.top_k=10")
         if not isinstance(temperature, (int, float)) or temperature <= 0:
             raise ConfigError("memory.temperature", temperature, "must be a positive number", "set memory.temperature=0.1")
         if readout not in READOUTS:
             raise ConfigError("memory.readout", readout, f"one of {READOUTS}", "set memory.readout=auto")
+        if kernel_space not in KERNEL_SPACES:
+            raise ConfigError("memory.kernel_space", kernel_space, f"one of {KERNEL_SPACES}",
+                              "set memory.kernel_space=centred")
         if not 0 < holdout_fraction < 1:
             raise ConfigError("memory.holdout_fraction", holdout_fraction, "must be in (0, 1)",
                               "set memory.holdout_fraction=0.2")
@@ -58,7 +64,7 @@ class PrototypeMemory(MemoryBase):
                 raise ConfigError(f"memory.{key}", list(values), f"must list numbers in ({low:g}, {high:g}]",
                                   f"leave memory.{key} at its default")
         self.dim, self.num_classes, self.top_k, self.temperature = dim, num_classes, top_k, temperature
-        self.readout, self.holdout_fraction = readout, holdout_fraction
+        self.readout, self.holdout_fraction, self.kernel_space = readout, holdout_fraction, kernel_space
         self.grid = {"lda": [float(v) for v in lda_shrinkage], "blend": [float(v) for v in blend_weights],
                      "bandwidth": [float(v) for v in kernel_bandwidths], "ridge": [float(v) for v in ridge]}
         self.store = PrototypeStore(dim, num_classes, **store_options)
@@ -144,8 +150,11 @@ class PrototypeMemory(MemoryBase):
     def _posterior(self, scores: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         return torch.softmax(scores.masked_fill(~self.known_classes(), float("-inf")) / temperature, dim=1)
 
-    def _centred(self, x: np.ndarray) -> torch.Tensor:
-        """Kernel ridge's space: raw features centred on the running mean, unit norm."""
+    def kernel_input(self, x: np.ndarray) -> torch.Tensor:
+        """Kernel ridge's space (memory.kernel_space), unit norm: centred, the raw features centred on the running
+        mean; conditioned, the store's conditioned vectors (those its search reads)."""
+        if self.kernel_space == "conditioned":
+            return torch.from_numpy(self.store.conditioner.transform(x))
         x = torch.from_numpy(np.ascontiguousarray(x)).float()  # float16 means: torch widens 6x faster than numpy
         return torch.nn.functional.normalize(x - torch.from_numpy(self.store.conditioner.mean), dim=1)
 
@@ -153,7 +162,7 @@ class PrototypeMemory(MemoryBase):
         """(bandwidth, scale, prototypes, Gram matrix, counts, label shares) per bandwidth (of the grid by
         default); the prototypes' inner products are computed once for all bandwidths."""
         ids = self.store.ids
-        prototypes = self._centred(self.store.means[ids])
+        prototypes = self.kernel_input(self.store.means[ids])
         counts = torch.from_numpy(self.store.counts[ids]).float()
         labels = torch.from_numpy(self.store.label_counts[ids]).float()
         shares = labels / labels.sum(dim=1, keepdim=True)
@@ -183,7 +192,7 @@ class PrototypeMemory(MemoryBase):
                 cosines = readouts.whitened_ncm_scores(x, self._whitened_ncm(rho, eigen), rotated)
                 out[f"whitened_ncm:{rho:g}"] = self._posterior(cosines, self.temperature)
         if "kernel_ridge" in families:
-            z, inner = self._centred(x.numpy()), None
+            z, inner = self.kernel_input(x.numpy()), None
             for bandwidth, scale, prototypes, gram, counts, shares in self._kernel_grams():
                 inner = z @ prototypes.T if inner is None else inner  # one product serves every bandwidth
                 query_kernel = readouts.gaussian(inner, scale)
@@ -230,7 +239,7 @@ class PrototypeMemory(MemoryBase):
             w = float(values[1])
             scores = (1 - w) * vote + w * self._posterior(readouts.lda_scores(features, fitted))
         else:
-            scores = readouts.kernel_ridge_scores(self._centred(features.float().numpy()), fitted)
+            scores = readouts.kernel_ridge_scores(self.kernel_input(features.float().numpy()), fitted)
         known = self.known_classes()
         scores[:, ~known] = float("-inf")
         shares = scores[:, known].clamp(min=0)

@@ -82,6 +82,7 @@ CLASS_CLOCK = 10
 KERNEL_CLOCK = 4     # kernel ridge's clock runs this many times finer than the vote's: a spike step moves its kernel
                      # value by exp(-1 / (ramp_steps * scale)), 0.5% at 400 steps (1 - 2% of answers move at 100)
 KERNEL_MARGIN = 10   # steps past 4 ramp_steps, where the most similar prototype (s = 1) fires
+QUERY_BLOCK = 64     # queries whose (block x prototypes) similarities and spike steps are worked on at once: in cache
 INT8_DAMP = 0.01     # compensated int8 rounding: the Hessian's diagonal is damped by this share of its mean
 CLOCK_HEADROOM = 2.0  # the class layers' clock starts at this many times their prototypes' best score (at most 1)
 
@@ -232,7 +233,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         weighs like the query. Scores are the discriminants over positive per-query factors: the first class
         neuron to fire is the readout's argmax (top_k 1). Their clock runs CLASS_CLOCK times finer than the vote's
         and starts at CLOCK_HEADROOM times the best score of the store's own prototypes (clock_skip steps in).
-        kernel_ridge: one search neuron per prototype with synapses -p_j (the store's centred unit-norm prototypes),
+        kernel_ridge: one search neuron per prototype with synapses -p_j (the store's unit-norm prototypes in kernel
+        ridge's space, memory.kernel_space),
         label synapses = its ridge coefficients, read by leaky integrators (neurocl/snn/network.py)."""
         family, *values = self.chosen.split(":")
         bias_line = 0.0
@@ -290,8 +292,10 @@ class SpikingPrototypeMemory(PrototypeMemory):
         # every search neuron fires once, the last (s = 1) about 4 ramp steps in; top_k: all of them take part
         parameters = p._replace(top_k=len(prototypes), label_stages=1, ramp_steps=ramp, window=1.0 / (2 * ramp),
                                 num_timesteps=4 * ramp + KERNEL_MARGIN, clock_skip=0)
-        described = "z = x - mean, unit norm (mean: the store's running mean); the search synapses hold minus the " \
-            "prototypes in that space, so the least similar fires first"
+        space = "the store's conditioning of the query (centre, whiten, unit norm)" \
+            if self.kernel_space == "conditioned" else "x - mean, unit norm (mean: the store's running mean)"
+        described = f"z = {space}; the search synapses hold minus the prototypes in that space, so the least " \
+            "similar fires first"
         return Layers("kernel_ridge", torch.as_tensor(self.store.ids), -prototypes, coefficients, parameters,
                       described, kernel_scale=float(fitted.scale))
 
@@ -300,6 +304,8 @@ class SpikingPrototypeMemory(PrototypeMemory):
         layers = layers or self.network_layers()
         if layers.family == "vote":
             return torch.from_numpy(self.store.conditioner.transform(features.float().numpy())).float()
+        if layers.family == "kernel_ridge":
+            return self.kernel_input(features.float().numpy()).float()
         z = features.float() - torch.from_numpy(self.store.conditioner.mean).float()
         if layers.family == "lda":
             z = torch.cat([z, torch.full((len(z), 1), layers.bias_line)], dim=1)
@@ -319,29 +325,35 @@ class SpikingPrototypeMemory(PrototypeMemory):
         return e2e.run_kernel_layer(-(z @ layers.search.T), layers.label, layers.parameters, layers.kernel_scale)
 
     def _predict_kernel(self, features, layers: Layers) -> Prediction:
-        record = self.run_kernel(features, layers)
-        scores = record.label_potential.clone()
+        p = layers.parameters
+        synapses = (layers.label != 0).sum(dim=1).float()  # the label synapses a search neuron's spike reaches
+        k = min(self.top_k, len(layers.slots))
+        potentials, columns, spikes, readout = [], [], [], []
+        for block in features.split(QUERY_BLOCK):
+            record = self.run_kernel(block, layers)
+            fired = (record.fire_step >= 0).float()
+            potentials.append(record.label_potential)
+            spikes.append(fired.sum(dim=1))
+            readout.append(fired @ synapses)
+            # evidence: the nearest prototypes, the network's last top_k to fire (one that never fired: nearer still)
+            columns.append(torch.where(record.fire_step < 0, p.num_timesteps, record.fire_step).topk(k, dim=1).indices)
+        scores, spikes, readout, columns = (torch.cat(part) for part in (potentials, spikes, readout, columns))
+        silent = spikes == 0
         seen = self.known_classes()
         shares = scores[:, seen].clamp(min=0)
         confidence = shares.max(dim=1).values / shares.sum(dim=1).clamp(min=1e-12)  # the winner's share, as the store
         scores[:, ~seen] = float("-inf")
-        scores[record.silent] = float("-inf")
+        scores[silent] = float("-inf")
         answered = scores.argmax(dim=1)
-        # evidence: the nearest prototypes, the network's last top_k to fire (one that never fired: the nearest);
-        # the answer's support: those of them whose synapse onto the answered label is positive
-        last = torch.where(record.fire_step < 0, layers.parameters.num_timesteps, record.fire_step)
-        columns = last.topk(min(self.top_k, last.shape[1]), dim=1).indices
+        # the answer's support: the evidence whose synapse onto the answered label is positive
         evidence_ids = torch.as_tensor(layers.slots)[columns]
         held = layers.label[columns, answered[:, None]] > 0
-        fired = record.fire_step >= 0
-        readout = fired.double() @ (layers.label != 0).sum(dim=1).double()
-        spikes = fired.sum(dim=1).double()
-        steps = torch.where(record.silent, 0, layers.parameters.num_timesteps).double()
-        sops = readout + spikes  # each spike reaches its label synapses and itself (self-inhibition)
-        self._add_activity(spikes, torch.zeros_like(spikes), sops, steps, record.silent, readout)
-        answer_step = torch.where(record.silent, -1, layers.parameters.num_timesteps - 1)
+        steps = torch.where(silent, 0, p.num_timesteps).double()
+        sops = (readout + spikes).double()  # each spike reaches its label synapses and itself (self-inhibition)
+        self._add_activity(spikes.double(), torch.zeros_like(steps), sops, steps, silent, readout.double())
+        answer_step = torch.where(silent, -1, p.num_timesteps - 1)
         return prediction_from_scores(scores, {"prototype_ids": evidence_ids, "confidence": confidence,
-                                               "spikes": spikes.float(), "sops": sops.float(),
+                                               "spikes": spikes, "sops": sops.float(),
                                                "winner_spikes": held.sum(dim=1), "answer_step": answer_step})
 
     def _add_activity(self, search_spikes, label_spikes, sops, steps, silent, readout):
