@@ -233,18 +233,20 @@ def kernel_fire_steps(similarities: torch.Tensor, p: NetworkParameters) -> torch
     decides."""
     steps, ramp, gain = p.num_timesteps, float(p.ramp_steps), float(p.search_gain)
     s = similarities.float()
-    # x = t + 1 at the crossing solves gain x^2 - gain b x - 2 ramp = 0, b = 1 + 2 ramp (s + 1) - 2 clock_skip;
-    # the first step past it is floor(x)
-    x = s.mul(2.0 * ramp).add_(1.0 + 2.0 * ramp - 2.0 * p.clock_skip)
-    x.add_(torch.addcmul(torch.full_like(x, 8.0 * ramp / gain), x, x).sqrt_()).mul_(0.5)
-    fire = x.sub(FIRE_MARGIN).floor_().clamp_(0, steps)
-    unsure = torch.nonzero(x.add_(FIRE_MARGIN).floor_().clamp_(0, steps).ne_(fire).view(-1)).squeeze(1)
-    fire = fire.long()
-    if len(unsure):  # fire or fire + 1: the table says which
+    # x = t + 1 at the crossing solves gain x^2 - 2 gain h x - 2 ramp = 0, h = 1/2 + ramp (s + 1) - clock_skip:
+    # x = h + sqrt(h^2 + 2 ramp / gain); the first step past it is floor(x)
+    h = s.mul(ramp).add_(0.5 + ramp - p.clock_skip)
+    x = h.square().add_(2.0 * ramp / gain).sqrt_().add_(h)
+    unsure = torch.nonzero((x - x.round()).abs_().view(-1) < FIRE_MARGIN).squeeze(1)
+    fire = x.floor_().clamp_(0, steps).long()
+    if len(unsure):  # floor(x) or a step either side: the table says which
         thresholds = kernel_thresholds(p).to(s.device)
         beyond = torch.cat([thresholds, thresholds.new_full((1,), float("inf"))])  # step `steps`: never crossed
-        flat = fire.view(-1)
-        flat[unsure] += (beyond[flat[unsure]] <= s.view(-1)[unsure].double()).long()
+        flat, exact = fire.view(-1), s.view(-1)[unsure].double()
+        near = flat[unsure]
+        near += (beyond[near] <= exact).long()
+        near -= ((near > 0) & (thresholds[(near - 1).clamp(min=0)] > exact)).long()
+        flat[unsure] = near
     return fire
 
 
