@@ -88,6 +88,7 @@ def test_bad_input(cls):
                                         ({"over_budget": "drop"}, "over_budget"),
                                         ({"class_budget": "fair"}, "class_budget"),
                                         ({"kernel_space": "raw"}, "kernel_space"),
+                                        ({"holdout_metric": "f1"}, "holdout_metric"),
                                         ({"projection_dim": 0}, "projection_dim")])
 def test_prototype_config_is_validated(kwargs, key):
     with pytest.raises(ConfigError, match=f"memory.{key}"):
@@ -130,6 +131,26 @@ def test_kernel_ridge_reads_the_space_it_is_given():
     conditioned = memory.store.conditioner.transform(memory.store.means[memory.store.ids])
     assert fitted["conditioned"].shape[1] == 8 and np.allclose(fitted["conditioned"].numpy(), conditioned, atol=1e-6)
     assert fitted["centred"].shape[1] == 16  # control: the other space is another set of vectors
+
+
+def test_balanced_holdout_metric_weighs_each_class_alike():
+    """Held-out answers of one experience: 90 of class 0, 10 of class 1. A readout that always says 0 scores 0.9 in
+    accuracy and 0.5 balanced; one that gets 70 and 9 right scores 0.79 and 0.84: each metric picks another."""
+    seen = {0: {0: 90, 1: 10}}
+    tallies = {"always_zero": {0: {0: 90, 1: 0}}, "both": {0: {0: 70, 1: 9}}}
+    scores = {}
+    for metric in ("accuracy", "balanced_accuracy"):
+        memory = PrototypeMemory(4, 2, holdout_metric=metric)
+        memory.held_out_seen, memory.tallies = seen, tallies
+        scores[metric] = {name: memory.holdout_accuracy(name) for name in tallies}
+    assert scores["accuracy"] == pytest.approx({"always_zero": 0.9, "both": 0.79})
+    assert scores["balanced_accuracy"] == pytest.approx({"always_zero": 0.5, "both": 0.5 * (70 / 90 + 9 / 10)})
+    # a checkpoint from before the per-class tallies (one count per experience) loads as one class
+    memory = PrototypeMemory(4, 2)
+    state = memory.state_dict()
+    state["readout"].update(tallies={"vote": {0: 45}}, held_out_seen={0: 50}, chosen="vote")
+    memory.load_state_dict(state)
+    assert memory.holdout_accuracy("vote") == pytest.approx(0.9)
 
 
 def test_unknown_readout_is_named():

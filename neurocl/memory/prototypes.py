@@ -37,6 +37,9 @@ CLASS_STATISTICS = ("lda", "whitened_ncm", "vote+lda")  # need the conditioner's
 # kernel ridge's space: the raw features centred on the running mean (centred), or the store's conditioned space,
 # the vote's (conditioned: whitened and projected when conditioning=whiten); unit norm either way
 KERNEL_SPACES = ("centred", "conditioned")
+# how a readout's held-out answers are scored, per experience: accuracy over the samples, or balanced_accuracy,
+# the mean over the classes held out of each one's accuracy (the stream's class frequencies left out)
+HOLDOUT_METRICS = ("accuracy", "balanced_accuracy")
 
 
 class PrototypeMemory(MemoryBase):
@@ -44,13 +47,16 @@ class PrototypeMemory(MemoryBase):
                  readout: str = "auto", holdout_fraction: float = 0.2,
                  lda_shrinkage: list[float] = (1e-3, 1e-2, 0.1, 0.3), blend_weights: list[float] = (0.25, 0.5, 0.75),
                  kernel_bandwidths: list[float] = (0.25, 0.5, 1.0), ridge: list[float] = (0.1,),
-                 kernel_space: str = "centred", **store_options):
+                 kernel_space: str = "centred", holdout_metric: str = "accuracy", **store_options):
         if not isinstance(top_k, int) or top_k < 1:
             raise ConfigError("memory.top_k", top_k, "must be a positive integer", "set memory.top_k=10")
         if not isinstance(temperature, (int, float)) or temperature <= 0:
             raise ConfigError("memory.temperature", temperature, "must be a positive number", "set memory.temperature=0.1")
         if readout not in READOUTS:
             raise ConfigError("memory.readout", readout, f"one of {READOUTS}", "set memory.readout=auto")
+        if holdout_metric not in HOLDOUT_METRICS:
+            raise ConfigError("memory.holdout_metric", holdout_metric, f"one of {HOLDOUT_METRICS}",
+                              "set memory.holdout_metric=accuracy")
         if kernel_space not in KERNEL_SPACES:
             raise ConfigError("memory.kernel_space", kernel_space, f"one of {KERNEL_SPACES}",
                               "set memory.kernel_space=centred")
@@ -65,6 +71,7 @@ class PrototypeMemory(MemoryBase):
                                   f"leave memory.{key} at its default")
         self.dim, self.num_classes, self.top_k, self.temperature = dim, num_classes, top_k, temperature
         self.readout, self.holdout_fraction, self.kernel_space = readout, holdout_fraction, kernel_space
+        self.holdout_metric = holdout_metric
         self.grid = {"lda": [float(v) for v in lda_shrinkage], "blend": [float(v) for v in blend_weights],
                      "bandwidth": [float(v) for v in kernel_bandwidths], "ridge": [float(v) for v in ridge]}
         self.store = PrototypeStore(dim, num_classes, **store_options)
@@ -72,8 +79,8 @@ class PrototypeMemory(MemoryBase):
         self.generator = torch.Generator().manual_seed(self.seed)
         self.unknown_scale = None  # the open-set score's standardisation, from the latest held-out samples
         self.held_out = []  # (features, labels, ids, experience) not yet in the store
-        self.held_out_seen = {}  # experience -> held-out samples scored
-        self.tallies = {}   # candidate -> {experience: held-out samples it answered right}
+        self.held_out_seen = {}  # experience -> {class: held-out samples scored}
+        self.tallies = {}   # candidate -> {experience: {class: held-out samples it answered right}}
         self.chosen = "vote"
         self._fitted = None  # (the chosen readout's parameters, the open-set statistics); None: stale
 
@@ -99,13 +106,16 @@ class PrototypeMemory(MemoryBase):
             experience = torch.cat([torch.full((len(h[1]),), h[3]) for h in self.held_out])
             self.held_out = []
             if len(self.store) and len(y):
-                for e in experience.unique().tolist():
-                    self.held_out_seen[e] = self.held_out_seen.get(e, 0) + int((experience == e).sum())
+                cells = [(e, c, (experience == e) & (y == c)) for e in experience.unique().tolist()
+                         for c in y[experience == e].unique().tolist()]
+                for e, c, rows in cells:
+                    seen = self.held_out_seen.setdefault(e, {})
+                    seen[c] = seen.get(c, 0) + int(rows.sum())
                 for name, scores in self._candidate_scores(x).items():
                     right = scores.argmax(dim=1) == y
                     tally = self.tallies.setdefault(name, {})
-                    for e in experience.unique().tolist():
-                        tally[e] = tally.get(e, 0) + int(right[experience == e].sum())
+                    for e, c, rows in cells:
+                        tally.setdefault(e, {})[c] = tally.get(e, {}).get(c, 0) + int(right[rows].sum())
             if len(y):
                 self.store.observe(x.numpy(), y.numpy(), ids.numpy())
         else:
@@ -263,9 +273,16 @@ class PrototypeMemory(MemoryBase):
         return rows
 
     def holdout_accuracy(self, candidate: str) -> float:
-        """Mean over experiences of the candidate's held-out accuracy."""
+        """Mean over experiences of the candidate's held-out score (memory.holdout_metric)."""
         tally = self.tallies[candidate]
-        return float(np.mean([tally.get(e, 0) / n for e, n in self.held_out_seen.items()]))
+        scores = []
+        for e, seen in self.held_out_seen.items():
+            right = tally.get(e, {})
+            if self.holdout_metric == "balanced_accuracy":
+                scores.append(np.mean([right.get(c, 0) / n for c, n in seen.items()]))
+            else:
+                scores.append(sum(right.values()) / sum(seen.values()))
+        return float(np.mean(scores))
 
     def write_artifacts(self, output_dir, queries, labels, class_names, observed_samples) -> dict:
         """prototype_map.png, and the store's statistics for results.json."""
@@ -287,15 +304,18 @@ class PrototypeMemory(MemoryBase):
         pending = [{"features": f.clone(), "labels": l.clone(), "ids": i.clone(), "experience": e}
                    for f, l, i, e in self.held_out]
         return {**self.store.state_dict(with_index=True),
-                "readout": {"tallies": {k: dict(v) for k, v in self.tallies.items()}, "chosen": self.chosen,
-                            "held_out_seen": dict(self.held_out_seen), "generator": self.generator.get_state(),
+                "readout": {"tallies": {k: {e: dict(c) for e, c in v.items()} for k, v in self.tallies.items()},
+                            "chosen": self.chosen, "held_out_seen": {e: dict(c) for e, c in self.held_out_seen.items()},
+                            "generator": self.generator.get_state(),
                             "unknown_scale": list(self.unknown_scale) if self.unknown_scale else None,
                             "held_out": pending}}
 
     def load_state_dict(self, state: dict):
         self.store.load_state_dict(state)
-        self.tallies = {k: dict(v) for k, v in state["readout"]["tallies"].items()}
-        self.chosen, self.held_out_seen = state["readout"]["chosen"], dict(state["readout"]["held_out_seen"])
+        # checkpoints before the per-class tallies hold one count per experience: kept as one class, -1
+        by_class = lambda counts: {e: dict(c) if isinstance(c, dict) else {-1: c} for e, c in counts.items()}
+        self.tallies = {k: by_class(v) for k, v in state["readout"]["tallies"].items()}
+        self.chosen, self.held_out_seen = state["readout"]["chosen"], by_class(state["readout"]["held_out_seen"])
         self.generator.set_state(state["readout"]["generator"])
         scale = state["readout"].get("unknown_scale")
         self.unknown_scale = tuple(scale) if scale else None
