@@ -12,9 +12,12 @@ With `readout: auto` (the default) no setting is taken from a benchmark: a
 candidate (readout x shrinkage x bandwidth x ridge x blend weight) is fitted
 on everything else seen so far and scored on the held-out samples, the
 scores accumulate over the stream, and the best so far answers (by its mean
-held-out accuracy over experiences, as A_last averages over experiences: on
-imbalanced streams a big experience does not outvote the others); then the
-held-out samples join the store. `readout: vote | lda | whitened_ncm |
+held-out score over experiences, as A_last averages over experiences: on
+imbalanced streams a big experience does not outvote the others; the score is
+`holdout_metric`, accuracy by default; balanced_accuracy weighs a class the
+stream has shown only a few times like the others, and on the blurry online
+streams trades A_last for A_auc: experiments/online); then the held-out
+samples join the store. `readout: vote | lda | whitened_ncm |
 vote+lda | kernel_ridge` restricts the choice to one family (`vote` holds nothing out).
 
 The scoring, the choice and the joining happen in end_experience, which the
