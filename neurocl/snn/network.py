@@ -242,7 +242,7 @@ def kernel_fire_steps(similarities: torch.Tensor, p: NetworkParameters) -> torch
     if len(unsure):  # floor(x) or a step either side: the table says which
         thresholds = kernel_thresholds(p).to(s.device)
         beyond = torch.cat([thresholds, thresholds.new_full((1,), float("inf"))])  # step `steps`: never crossed
-        flat, exact = fire.view(-1), s.view(-1)[unsure].double()
+        flat, exact = fire.view(-1), s.reshape(-1)[unsure].double()
         near = flat[unsure]
         near += (beyond[near] <= exact).long()
         near -= ((near > 0) & (thresholds[(near - 1).clamp(min=0)] > exact)).long()
