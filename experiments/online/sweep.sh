@@ -20,16 +20,14 @@ if [[ $PART == all || $PART == digits ]]; then  # 1,437 samples: an evaluation e
 fi
 
 if [[ $PART == all || $PART == fmnist ]]; then  # 60,000 samples: an evaluation every 2,000
-  for m in prototypes slda ncm; do
+  for m in prototypes slda ncm knn prototypes_snn; do  # kNN and the spiking memory since 2026-12-08
     $PY -m neurocl.run --multirun encoder=efficientnet_lite0 scenario=online scenario.eval_every=2000 memory=$m \
         seed=0,1,2 hydra.sweep.dir=$OUT/fmnist_eff/$m
   done
-  # Not run yet (session 10 ran out of time): RanPAC (one run had finished 1 of 5 tasks after 17 minutes: its
-  # 5,000 x 5,000 eigendecomposition before each of 35 answers), kNN and the spiking memory. Their commands:
-  #   for m in ranpac knn prototypes_snn; do
-  #     $PY -m neurocl.run --multirun encoder=efficientnet_lite0 scenario=online scenario.eval_every=2000 memory=$m \
-  #         seed=0 hydra.sweep.dir=$OUT/fmnist_eff/$m
-  #   done
+  # Not run: RanPAC (one run had finished 1 of 5 tasks after 17 minutes: its 5,000 x 5,000 eigendecomposition
+  # before each of 35 answers). Its command:
+  #   $PY -m neurocl.run --multirun encoder=efficientnet_lite0 scenario=online scenario.eval_every=2000 memory=ranpac \
+  #       seed=0 hydra.sweep.dir=$OUT/fmnist_eff/ranpac
   # A diagnostic row: the store with its LDA readout alone (seed 0)
   $PY -m neurocl.run --multirun encoder=efficientnet_lite0 scenario=online scenario.eval_every=2000 memory=prototypes \
       memory.readout=lda seed=0 hydra.sweep.dir=$OUT/fmnist_eff/prototypes_lda
